@@ -1,0 +1,1 @@
+"""LLM access: one small provider interface, a shared completion cache, a concurrent client."""

@@ -1,0 +1,63 @@
+"""The one interface every LLM backend implements, and the value types it exchanges.
+
+A provider only turns one chat request into one completion. Caching, concurrency,
+retries' bookkeeping, call budgets and usage accounting live in the client, so a new
+backend is a single async method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion request; immutable so it can be hashed into a cache key."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 2048
+    seed: int = 0
+
+    @classmethod
+    def user(cls, content: str, **settings: object) -> "ChatRequest":
+        return cls(messages=(("user", content),), **settings)  # type: ignore[arg-type]
+
+    def cache_key(self, provider: str, model: str) -> str:
+        """Content address of this request: provider, model, messages, sampling settings, seed."""
+        payload = {
+            "provider": provider,
+            "model": model,
+            "messages": [list(m) for m in self.messages],
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a provider returns for one request."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+class Provider(Protocol):
+    """An LLM backend. `name` and `model` go into the cache key."""
+
+    name: str
+    model: str
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Answer one request; raise on failure (the client decides about retries)."""
+        ...
