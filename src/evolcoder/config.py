@@ -48,13 +48,11 @@ class SeedConfig:
 class RoundOverride:
     seed: int | None = _help("RNG seed for this round only (default: derived from evol.seed).", None)
     methods: dict[str, float] | None = _help("Method weights for this round only.", None)
-    active: bool | None = _help("Force this round on or off regardless of evol.rounds.", None)
 
 
 @dataclass(frozen=True)
 class EvolConfig:
     rounds: int = _help("Number of evolution rounds (the paper peaked near 3).", 3)
-    slots: int = _help("Round stages declared in dvc.yaml; rounds may not exceed it.", 8)
     seed: int = _help("Base RNG seed: the method of an item is drawn from (seed, round, item id).", 1234)
     methods: dict[str, float] = _help(
         "Weights of the five code-evolution heuristics; 0 disables one.",
@@ -72,13 +70,10 @@ class EvolConfig:
 
     def validate(self) -> None:
         _check(self.rounds >= 0, "evol.rounds", "must be >= 0")
-        _check(self.rounds <= self.slots, "evol.rounds",
-               f"is {self.rounds} but dvc.yaml declares only {self.slots} round slots "
-               "(raise evol.slots and add slots to vars.slots in dvc.yaml)")
         _check_methods(self.methods, "evol.methods")
         for key, override in self.per_round.items():
-            _check(key.startswith("r") and key[1:].isdigit() and 1 <= int(key[1:]) <= self.slots,
-                   f"evol.per_round.{key}", f"must be r1..r{self.slots}")
+            _check(key.startswith("r") and key[1:].isdigit() and int(key[1:]) >= 1,
+                   f"evol.per_round.{key}", "keys must be r1, r2, ...")
             if override.methods is not None:
                 _check_methods(override.methods, f"evol.per_round.{key}.methods")
         _check(0.0 < self.similarity_threshold <= 1.0, "evol.similarity_threshold", "must be in (0, 1]")
@@ -111,12 +106,15 @@ class LLMConfig:
     price_per_1k: dict[str, float] | None = _help(
         "Optional prices per 1k tokens: {prompt: x, completion: y}, for the cost estimate.", None)
     seed: int = _help("Sampling seed sent with each request (part of the cache key).", 0)
+    backoff_s: float = _help("First retry delay in seconds; doubles per attempt (jittered, capped at 60 s). "
+                             "A server's Retry-After replaces it.", 1.0)
 
     def validate(self) -> None:
         _check(self.concurrency >= 1, "llm.concurrency", "must be >= 1")
         _check(self.max_tokens >= 1, "llm.max_tokens", "must be >= 1")
         _check(self.timeout_s > 0, "llm.timeout_s", "must be > 0")
         _check(self.max_attempts >= 1, "llm.max_attempts", "must be >= 1")
+        _check(self.backoff_s >= 0, "llm.backoff_s", "must be >= 0")
         _check(self.max_calls >= 0, "llm.max_calls", "must be >= 0")
         _check(0.0 <= self.temperature <= 2.0, "llm.temperature", "must be in [0, 2]")
         _check(0.0 < self.top_p <= 1.0, "llm.top_p", "must be in (0, 1]")
@@ -261,6 +259,98 @@ def describe(cls: type) -> list[tuple[str, str, Any]]:
 # --- finetune section (issue 4) ---
 
 
+@dataclass(frozen=True)
+class BaseModelConfig:
+    source: str = _help("Base model: `embedded:gemma-3-270m` (offline, converted once), a local model "
+                        "directory (referenced, not copied) or a Hugging Face hub id.",
+                        "embedded:gemma-3-270m")
+
+    def validate(self) -> None:
+        _check(bool(self.source.strip()), "base_model.source", "must not be empty")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    enabled: bool = _help("Train LoRA adapters (peft) instead of all weights.", False)
+    r: int = _help("LoRA rank.", 16)
+    alpha: int = _help("LoRA alpha (scale = alpha / r).", 32)
+    dropout: float = _help("Dropout on the LoRA path.", 0.05)
+    target_modules: list[str] | str = _help("Modules to adapt; `all-linear` adapts every linear layer "
+                                            "except the output head.", "all-linear")
+    merge: bool = _help("Merge adapters into the weights when saving, so later stages load a plain "
+                        "model; false saves the adapter alone beside a reference to the base.", True)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    base_model: str = _help("Model to fine-tune: the `base_model` stage output, a model directory "
+                            "or a hub id.", "models/base")
+    learning_rate: float = _help("Peak learning rate (WizardCoder: 2e-5).", 2e-5)
+    epochs: float = _help("Passes over the training data (WizardCoder: 3).", 1.0)
+    max_steps: int = _help("Stop after this many optimizer steps; 0 = run `epochs`.", 0)
+    per_device_batch_size: int = _help("Sequences per device per micro-batch.", 4)
+    gradient_accumulation_steps: int = _help("Micro-batches per optimizer step (ignored when "
+                                             "global_batch_size is set).", 1)
+    global_batch_size: int = _help("Sequences per optimizer step over all processes; 0 = use "
+                                   "gradient_accumulation_steps. Must be divisible by "
+                                   "per_device_batch_size x processes (WizardCoder: 512).", 0)
+    max_length: int = _help("Max tokens per training sequence (WizardCoder: 2048).", 512)
+    overlong: Literal["truncate", "drop"] = _help(
+        "Examples longer than max_length: `truncate` the response, or `drop` them. Examples whose "
+        "prompt alone does not fit are always dropped and counted.", "truncate")
+    packing: bool = _help("Pack several examples per sequence; attention and loss never cross "
+                          "example boundaries (position ids restart per example).", True)
+    warmup_steps: int = _help("Linear warmup steps (WizardCoder: 30).", 0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = _help(
+        "Learning-rate schedule after warmup.", "cosine")
+    weight_decay: float = _help("AdamW weight decay.", 0.0)
+    max_grad_norm: float = _help("Gradient clipping norm; 0 disables clipping.", 1.0)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = _help(
+        "Mixed precision with fp32 master weights. `auto`: bf16 where the GPU or CPU supports it "
+        "natively, else fp16 on GPU, fp32 on CPU.", "auto")
+    gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", False)
+    attn_implementation: str = _help("Attention kernel: sdpa, eager, flash_attention_2...", "sdpa")
+    lora: LoraSettings = _help("LoRA (peft) settings.", factory=LoraSettings)
+    seed: int = _help("Seed for init of new weights, data order and dropout.", 42)
+    logging_steps: int = _help("Log loss / learning rate / tokens per second every N steps.", 1)
+    save_steps: int = _help("Checkpoint every N steps so a crashed run resumes; 0 = never.", 50)
+    checkpoint_dir: str = _help("Where resumable checkpoints live (outside DVC outputs, git-ignored).",
+                                ".evolcoder/checkpoints/finetune")
+    resume: bool = _help("Resume from the newest checkpoint of an identical run (same config and "
+                         "data); a changed config or dataset starts afresh.", True)
+    accelerate_config: str | None = _help(
+        "An `accelerate` config file (configs/accelerate/*.yaml: multi-GPU, FSDP, DeepSpeed). When "
+        "set, the stage relaunches itself under `accelerate launch --config_file` it.", None)
+    dataloader_num_workers: int = _help("DataLoader worker processes.", 0)
+    trace_examples: bool = _help("Record the example ids each process trained on (checks that "
+                                 "data-parallel ranks see disjoint data).", False)
+
+    def validate(self) -> None:
+        _check(self.learning_rate > 0, "finetune.learning_rate", "must be > 0")
+        _check(self.epochs > 0, "finetune.epochs", "must be > 0")
+        _check(self.max_steps >= 0, "finetune.max_steps", "must be >= 0")
+        _check(self.per_device_batch_size >= 1, "finetune.per_device_batch_size", "must be >= 1")
+        _check(self.gradient_accumulation_steps >= 1, "finetune.gradient_accumulation_steps", "must be >= 1")
+        _check(self.global_batch_size >= 0, "finetune.global_batch_size", "must be >= 0")
+        _check(self.global_batch_size % self.per_device_batch_size == 0, "finetune.global_batch_size",
+               f"must be a multiple of per_device_batch_size ({self.per_device_batch_size})")
+        _check(self.max_length >= 8, "finetune.max_length", "must be >= 8 tokens")
+        _check(self.warmup_steps >= 0, "finetune.warmup_steps", "must be >= 0")
+        _check(self.weight_decay >= 0, "finetune.weight_decay", "must be >= 0")
+        _check(self.max_grad_norm >= 0, "finetune.max_grad_norm", "must be >= 0")
+        _check(self.logging_steps >= 1, "finetune.logging_steps", "must be >= 1")
+        _check(self.save_steps >= 0, "finetune.save_steps", "must be >= 0")
+        _check(self.dataloader_num_workers >= 0, "finetune.dataloader_num_workers", "must be >= 0")
+        _check(bool(self.base_model.strip()), "finetune.base_model", "must not be empty")
+        _check(self.lora.r >= 1, "finetune.lora.r", "must be >= 1")
+        _check(self.lora.alpha >= 1, "finetune.lora.alpha", "must be >= 1")
+        _check(0.0 <= self.lora.dropout < 1.0, "finetune.lora.dropout", "must be in [0, 1)")
+        if self.accelerate_config is not None:
+            _check(Path(self.accelerate_config).is_file(), "finetune.accelerate_config",
+                   f"file not found: {self.accelerate_config}")
+
+
+
 # --- generate / eval / dev sections (issue 5) ---
 
 
@@ -271,4 +361,6 @@ SECTIONS: dict[str, type] = {
     "evol": EvolConfig,
     "llm": LLMConfig,
     "merge": MergeConfig,
+    "base_model": BaseModelConfig,
+    "finetune": FinetuneConfig,
 }

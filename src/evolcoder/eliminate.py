@@ -1,0 +1,92 @@
+"""WizardLM's elimination rules for failed evolutions, each returning a recorded reason.
+
+An evolution fails when the rewrite adds nothing, when the answer is a refusal or
+empty, or when the rewriter leaked the prompt's own scaffolding into the instruction.
+Each rule is a pure function of text so it can be tested on its own and reported by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+
+from evolcoder.seed import normalize
+
+LEAKED_PROMPT_WORDS = (
+    "#rewritten prompt#", "#given prompt#", "#created prompt#", "given prompt", "rewritten prompt",
+    "created prompt", "increase the difficulty using", "following methods:",
+)
+
+STOP_WORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below
+between both but by can did do does doing down during each few for from further had has have having
+he her here hers herself him himself his how i if in into is it its itself just me more most my
+myself no nor not now of off on once only or other our ours ourselves out over own same she should
+so some such than that the their theirs them themselves then there these they this those through to
+too under until up very was we were what when where which while who whom why will with you your
+yours yourself yourselves ok okay yes sure here's
+""".split())
+
+_WORD = re.compile(r"[A-Za-z0-9_']+")
+
+
+def leaked_prompt_words(instruction: str) -> str | None:
+    lowered = instruction.lower()
+    for phrase in LEAKED_PROMPT_WORDS:
+        if phrase in lowered:
+            return f"copies prompt words ({phrase!r})"
+    return None
+
+
+def no_information_gain(parent: str, child: str, threshold: float) -> str | None:
+    """The evolved instruction equals, or nearly equals, its parent."""
+    a, b = normalize(parent), normalize(child)
+    if a == b:
+        return "no information gain (identical to parent)"
+    ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    if ratio >= threshold:
+        return f"no information gain (similarity {ratio:.2f} to parent)"
+    return None
+
+
+def empty_instruction(instruction: str) -> str | None:
+    return "empty instruction" if not instruction.strip() else None
+
+
+def sorry_response(response: str, min_words: int) -> str | None:
+    """A short answer that apologises is a refusal, not a solution."""
+    if "sorry" in response.lower() and len(response.split()) < min_words:
+        return f"response says sorry in under {min_words} words"
+    return None
+
+
+def vacuous_response(response: str) -> str | None:
+    """Empty, or nothing but punctuation and stop words."""
+    stripped = response.strip().strip(string.punctuation + string.whitespace)
+    if not stripped:
+        return "response empty or only punctuation"
+    words = [w.lower() for w in _WORD.findall(response)]
+    if all(w in STOP_WORDS for w in words):
+        return "response only punctuation and stop words"
+    return None
+
+
+def judge_says_equal(verdict: str) -> str | None:
+    """Interpret the optional LLM equality check's answer ("Equal" / "Not Equal")."""
+    text = verdict.strip().lower()
+    if "not equal" in text:
+        return None
+    if "equal" in text:
+        return "no information gain (LLM judged equal)"
+    return None
+
+
+def check_instruction(parent: str, child: str, threshold: float) -> str | None:
+    """Rules that look at the evolved instruction alone (before paying for an answer)."""
+    return empty_instruction(child) or leaked_prompt_words(child) or no_information_gain(parent, child, threshold)
+
+
+def check_response(response: str, min_sorry_words: int) -> str | None:
+    """Rules that look at the generated answer."""
+    return vacuous_response(response) or sorry_response(response, min_sorry_words)

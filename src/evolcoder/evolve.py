@@ -1,0 +1,191 @@
+"""One round of Code Evol-Instruct: rewrite each instruction harder, answer it, judge it.
+
+Every item ends as kept, eliminated (with the rule's reason) or failed (with the error);
+nothing disappears. The heuristic for an item is drawn from an RNG keyed on
+(round seed, round, item id), and outputs are written in input order, so the round's
+data is identical whatever the concurrency or the order in which requests finish.
+An eliminated or failed item's parent goes on to the next round, as in WizardLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from evolcoder import eliminate
+from evolcoder.jsonio import write_json, write_jsonl
+from evolcoder.llm.base import ChatRequest
+from evolcoder.llm.client import LLMClient, LLMError
+from evolcoder.prompts import EQUALITY_TEMPLATE, evol_prompt
+from evolcoder.seed import record_id
+
+
+def _derive(*parts: object) -> int:
+    blob = ":".join(map(str, parts)).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+
+
+def draw_method(seed: int, round_no: int, item_id: str, weights: dict[str, float]) -> str:
+    """The heuristic for one item: a pure function of (seed, round, item id, weights)."""
+    names = sorted(n for n, w in weights.items() if w > 0)
+    rng = random.Random(_derive(seed, round_no, item_id))
+    return rng.choices(names, weights=[weights[n] for n in names])[0]
+
+
+def question_text(item: dict[str, Any]) -> str:
+    """The instruction as the rewriter sees it; a Code Alpaca `input` is folded in."""
+    if item.get("input"):
+        return f"{item['instruction']}\n\n{item['input']}"
+    return item["instruction"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one input item in a round."""
+
+    item: dict[str, Any]
+    status: str  # kept | eliminated | failed
+    method: str
+    reason: str | None = None
+    child: dict[str, Any] | None = None
+    evolved_instruction: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.item["id"], "status": self.status, "method": self.method,
+                "reason": self.reason, "child_id": self.child["id"] if self.child else None,
+                "evolved_instruction": self.evolved_instruction,
+                "response": self.child["output"] if self.child else None}
+
+
+@dataclass
+class RoundResult:
+    round: int
+    outcomes: list[Outcome]
+    usage: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def pool(self) -> list[dict[str, Any]]:
+        """Next round's input: kept children, and the parents of everything else."""
+        return [o.child if o.child is not None else o.item for o in self.outcomes]
+
+    def kept(self) -> list[dict[str, Any]]:
+        return [o.child for o in self.outcomes if o.child is not None]
+
+    def stats(self) -> dict[str, Any]:
+        statuses = Counter(o.status for o in self.outcomes)
+        reasons = Counter(o.reason.split(" (")[0] for o in self.outcomes if o.status == "eliminated" and o.reason)
+        kept = self.kept()
+        return {
+            "round": self.round,
+            "active": True,
+            "items_in": len(self.outcomes),
+            "kept": statuses["kept"],
+            "eliminated": statuses["eliminated"],
+            "failed": statuses["failed"],
+            "eliminated_by_reason": dict(sorted(reasons.items())),
+            "methods": dict(sorted(Counter(o.method for o in self.outcomes).items())),
+            "mean_instruction_words": round(sum(len(c["instruction"].split()) for c in kept) / len(kept), 2)
+            if kept else 0.0,
+            "mean_pool_instruction_words": round(
+                sum(len(p["instruction"].split()) for p in self.pool()) / max(1, len(self.outcomes)), 2),
+            "wall_s": round(self.wall_s, 3),
+            **{f"llm_{k}": v for k, v in self.usage.items()},
+        }
+
+
+class RoundRunner:
+    """Evolves a list of items with one plan through one LLM client."""
+
+    def __init__(self, plan: dict[str, Any], client: LLMClient) -> None:
+        self.plan = plan
+        self.client = client
+        self.round = int(plan["round"])
+        self.seed = int(plan["seed"])
+        self.weights = plan["methods"]
+        self.rules = plan["elimination"]
+        llm = plan["llm"]
+        self.sampling = {"temperature": llm["temperature"], "top_p": llm["top_p"],
+                         "max_tokens": llm["max_tokens"]}
+        self.base_seed = int(llm.get("seed", 0))
+
+    def _request(self, content: str, item_id: str, purpose: str) -> ChatRequest:
+        seed = _derive(self.base_seed, self.seed, self.round, item_id, purpose) % (2**31)
+        return ChatRequest.user(content, seed=seed, **self.sampling)
+
+    async def evolve_item(self, item: dict[str, Any]) -> Outcome:
+        method = draw_method(self.seed, self.round, item["id"], self.weights)
+        try:
+            rewrite = await self.client.complete(
+                self._request(evol_prompt(method, question_text(item)), item["id"], "evolve"))
+            instruction = rewrite.text.strip()
+            reason = eliminate.check_instruction(question_text(item), instruction,
+                                                 self.rules["similarity_threshold"])
+            if reason is None and self.rules["llm_equality_check"]:
+                verdict = await self.client.complete(self._request(
+                    EQUALITY_TEMPLATE.format(first=question_text(item), second=instruction),
+                    item["id"], "equal"))
+                reason = eliminate.judge_says_equal(verdict.text)
+            if reason is not None:
+                return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
+            answer = await self.client.complete(self._request(instruction, item["id"], "answer"))
+            response = answer.text.strip()
+            reason = eliminate.check_response(response, self.rules["min_sorry_words"])
+            if reason is not None:
+                return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
+        except LLMError as exc:
+            return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}")
+        child = {"id": record_id(instruction), "root_id": item.get("root_id", item["id"]),
+                 "parent_id": item["id"], "round": self.round, "method": method,
+                 "instruction": instruction, "input": "", "output": response}
+        return Outcome(item, "kept", method, child=child, evolved_instruction=instruction)
+
+    async def run(self, items: list[dict[str, Any]], progress: bool = True) -> RoundResult:
+        """All items concurrently (the client bounds what is in flight); results in input order."""
+        start = time.perf_counter()
+        outcomes: list[Outcome | None] = [None] * len(items)
+        bar = tqdm(total=len(items), desc=f"round {self.round}", unit="item", disable=not progress)
+
+        async def one(index: int, item: dict[str, Any]) -> None:
+            outcomes[index] = await self.evolve_item(item)
+            bar.update()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, item in enumerate(items):
+                    group.create_task(one(index, item))
+        except* Exception as failures:
+            raise failures.exceptions[0] from None
+        finally:
+            bar.close()
+        return RoundResult(self.round, [o for o in outcomes if o is not None],
+                           usage=self.client.usage(), wall_s=time.perf_counter() - start)
+
+
+def write_inactive(round_no: int, out_dir: str | Path) -> None:
+    """An inactive slot: one marker line per output, written without reading any input."""
+    out = Path(out_dir)
+    marker = {"round": round_no, "active": False}
+    for name in ("pool.jsonl", "kept.jsonl", "outcomes.jsonl"):
+        write_jsonl(out / name, [marker])
+    write_json(out / "stats.json", marker)
+
+
+def write_round(result: RoundResult, out_dir: str | Path) -> None:
+    """Write the round's outputs, each atomically, the stats last."""
+    out = Path(out_dir)
+    write_jsonl(out / "outcomes.jsonl", (o.record() for o in result.outcomes))
+    write_jsonl(out / "kept.jsonl", result.kept())
+    write_jsonl(out / "pool.jsonl", result.pool())
+    write_json(out / "stats.json", result.stats())
+
+
+def is_marker(records: list[dict[str, Any]]) -> bool:
+    return len(records) == 1 and records[0].get("active") is False

@@ -1,0 +1,54 @@
+"""DVC stage `merge`: seed + active rounds' survivors -> train.jsonl (params section `merge`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from _common import stage_main
+
+from evolcoder.config import MergeConfig, load_section
+from evolcoder.evolve import is_marker
+from evolcoder.jsonio import read_jsonl, write_json, write_jsonl
+from evolcoder.merge import file_sha256, load_index, merge
+
+
+@click.command()
+@click.option("--params", default="params.yaml", show_default=True, help="Params file to read `merge` from.")
+@click.option("--seed", "seed_path", required=True, help="Seed JSONL from the `seed` stage.")
+@click.option("--round-dir", "round_dirs", multiple=True, required=True,
+              help="A round's output directory; repeat for every slot, in order.")
+@click.option("--out", required=True, help="Training JSONL to write.")
+@click.option("--dropped", required=True, help="JSONL listing every dropped record and why.")
+@click.option("--metrics", required=True, help="Merge counts (dedup/decontamination by reason).")
+@click.option("--evol-metrics", required=True, help="Per-round evolution statistics (metrics/evol.json).")
+@click.option("--evol-plot", required=True, help="Per-round rows for `dvc plots` (instruction length by round).")
+@stage_main
+def main(params: str, seed_path: str, round_dirs: tuple[str, ...], out: str, dropped: str, metrics: str,
+         evol_metrics: str, evol_plot: str) -> None:
+    cfg = load_section(MergeConfig, "merge", params)
+    seed = [record for _, record in read_jsonl(seed_path)]
+    rounds, stats = [], []
+    for round_dir in round_dirs:
+        kept = [record for _, record in read_jsonl(Path(round_dir) / "kept.jsonl")]
+        if is_marker(kept):
+            continue
+        rounds.append(kept)
+        stats.append(json.loads((Path(round_dir) / "stats.json").read_text(encoding="utf-8")))
+    result = merge(seed, rounds, load_index(cfg))
+    write_jsonl(out, result.records)
+    write_jsonl(dropped, result.dropped)
+    write_json(metrics, {**result.metrics, "train_sha256": file_sha256(out)})
+    write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats}})
+    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
+    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed)}]
+    rows += [{"round": s["round"], "mean_instruction_words": s["mean_instruction_words"], "kept": s["kept"]}
+             for s in stats]
+    write_json(evol_plot, rows)
+    click.echo(f"merge: {result.metrics['records_out']} training records "
+               f"({result.metrics['dropped_total']} dropped: {result.metrics['dropped']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""DVC stage `round@<r>`: one evolution round (its plan file; params `llm` for transport only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import click
+from _common import stage_main
+
+from evolcoder.config import LLMConfig, load_section
+from evolcoder.evolve import RoundRunner, is_marker, write_inactive, write_round
+from evolcoder.jsonio import DataError, read_jsonl
+from evolcoder.llm.client import make_client
+
+
+@click.command()
+@click.option("--params", default="params.yaml", show_default=True,
+              help="Params file; only transport settings of `llm` are read here (concurrency, cache, ...).")
+@click.option("--plan", "plan_path", required=True, help="This round's plan file from the `plan` stage.")
+@click.option("--prev", required=True, help="Previous round's pool (the seed file for round 1).")
+@click.option("--model-dir", default=None, help="Materialised evolver model (transformers provider).")
+@click.option("--out-dir", required=True, help="Directory for pool/kept/outcomes/stats.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@stage_main
+def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir: str, progress: bool) -> None:
+    plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
+    if not plan["active"]:
+        write_inactive(plan["round"], out_dir)
+        click.echo(f"round {plan['round']}: inactive")
+        return
+    items = [record for _, record in read_jsonl(prev)]
+    if is_marker(items):
+        raise DataError(f"{prev}:1: previous round is inactive but round {plan['round']} is active")
+    llm = load_section(LLMConfig, "llm", params)
+    asyncio.run(_run(plan, llm, items, model_dir, out_dir, progress))
+
+
+async def _run(plan: dict, llm: LLMConfig, items: list, model_dir: str | None, out_dir: str,
+               progress: bool) -> None:
+    client = make_client(llm, stage=f"round@{plan['round']}", model_path=model_dir)
+    try:
+        result = await RoundRunner(plan, client).run(items, progress=progress)
+    finally:
+        await client.aclose()
+    write_round(result, out_dir)
+    stats = result.stats()
+    click.echo(f"round {plan['round']}: {stats['kept']} kept, {stats['eliminated']} eliminated, "
+               f"{stats['failed']} failed of {stats['items_in']}; "
+               f"{stats.get('llm_requests', 0)} requests, {stats.get('llm_cache_hits', 0)} cache hits")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Round plans are content-addressed per slot; elimination rules each give a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from evolcoder import eliminate
+from evolcoder.config import ConfigError, EvolConfig, LLMConfig, build
+from evolcoder.evolve import draw_method
+from evolcoder.plan import round_plan, write_plans
+
+
+def _plans(evol: dict, tmp_path, slots: int = 8) -> dict[int, bytes]:
+    cfg = build(EvolConfig, evol, "evol")
+    paths = write_plans(cfg, LLMConfig(), tmp_path, slots)
+    return {i + 1: p.read_bytes() for i, p in enumerate(paths)}
+
+
+def test_more_rounds_leave_earlier_plan_files_byte_identical(tmp_path) -> None:
+    three = _plans({"rounds": 3}, tmp_path / "a")
+    four = _plans({"rounds": 4}, tmp_path / "b")
+    assert all(three[r] == four[r] for r in (1, 2, 3, 5, 6, 7, 8))
+    assert three[4] != four[4]
+
+
+def test_per_round_override_changes_only_that_round(tmp_path) -> None:
+    base = _plans({"rounds": 4}, tmp_path / "a")
+    changed = _plans({"rounds": 4, "per_round": {"r3": {"seed": 7}}}, tmp_path / "b")
+    assert [r for r in base if base[r] != changed[r]] == [3]
+
+
+def test_transport_settings_do_not_enter_plans() -> None:
+    evol = EvolConfig()
+    a = round_plan(evol, LLMConfig(concurrency=1, timeout_s=5, max_calls=3), 1)
+    b = round_plan(evol, LLMConfig(concurrency=64, timeout_s=500), 1)
+    assert a == b
+    assert round_plan(evol, LLMConfig(temperature=0.2), 1) != a
+
+
+def test_too_many_rounds_for_the_declared_slots(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"params: evol.rounds: is 9 but dvc.yaml declares only 8"):
+        _plans({"rounds": 9}, tmp_path)
+
+
+def test_method_draw_is_keyed_not_ordered() -> None:
+    weights = EvolConfig().methods
+    draws = {i: draw_method(1, 2, f"id{i}", weights) for i in range(300)}
+    assert draws == {i: draw_method(1, 2, f"id{i}", weights) for i in reversed(range(300))}
+    assert set(draws.values()) == set(weights)
+    assert draws != {i: draw_method(2, 2, f"id{i}", weights) for i in range(300)}
+    only = draw_method(1, 1, "x", {"constraints": 0.0, "complexity": 1.0})
+    assert only == "complexity"
+
+
+def test_complexity_is_drawn_less_often_with_lower_weight() -> None:
+    weights = {"constraints": 1.0, "complexity": 0.25}
+    draws = [draw_method(5, 1, f"item{i}", weights) for i in range(4000)]
+    share = draws.count("complexity") / len(draws)
+    assert 0.15 < share < 0.25
+
+
+@pytest.mark.parametrize(
+    ("parent", "child", "expected"),
+    [
+        ("Write a function to add two numbers.", "Write a function to add two numbers.", "identical"),
+        ("Write a function to add two numbers.", "write a  function to add two numbers!", "similarity"),
+        ("Write a function to add two numbers.", "#Rewritten Prompt#: Write a function that adds two "
+         "integers and raises TypeError for non-integers.", "copies prompt words"),
+        ("Sort a list.", "Rewrite the given prompt so that the list is sorted in place.", "copies prompt words"),
+        ("Sort a list.", "   ", "empty instruction"),
+        ("Sort a list.", "Sort a list of tuples by the second element, stable, in O(n log n).", None),
+    ],
+)
+def test_instruction_rules(parent: str, child: str, expected: str | None) -> None:
+    reason = eliminate.check_instruction(parent, child, threshold=0.95)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and expected in reason
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("", "empty"),
+        ("...!?", "only punctuation"),
+        ("Sure, here it is.", "stop words"),
+        ("I'm sorry, but I cannot help with that request.", "sorry"),
+        ("Sorry for the delay! " + "def f(x):\n    return x * 2\n" * 30, None),
+        ("```python\ndef add(a, b):\n    return a + b\n```", None),
+    ],
+)
+def test_response_rules(response: str, expected: str | None) -> None:
+    reason = eliminate.check_response(response, min_sorry_words=80)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and expected in reason
+
+
+@pytest.mark.parametrize(("verdict", "equal"), [("Equal", True), ("Not Equal", False), ("not equal.", False),
+                                                ("They are equal", True), ("Different", False)])
+def test_llm_equality_verdict(verdict: str, equal: bool) -> None:
+    assert (eliminate.judge_says_equal(verdict) is not None) is equal
