@@ -61,3 +61,15 @@ class Provider(Protocol):
     async def complete(self, request: ChatRequest) -> Completion:
         """Answer one request; raise on failure (the client decides about retries)."""
         ...
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying (rate limit, 5xx, timeout, dropped connection, garbled body).
+
+    Providers translate their own exception types into this one so the client's retry
+    policy is backend-neutral; `retry_after` carries the server's requested delay.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

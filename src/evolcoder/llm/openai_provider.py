@@ -1,0 +1,108 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server) via `openai`.
+
+The SDK's own retries are switched off (`max_retries=0`): the client retries, counts and
+logs every attempt itself, so this module only translates the SDK's exceptions into
+`TransientError` (worth retrying, with the server's Retry-After) or lets others propagate
+as permanent failures.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from evolcoder.config import ConfigError, LLMConfig
+from evolcoder.llm.base import ChatRequest, Completion, TransientError
+
+RETRYABLE_STATUS = {408, 409, 425, 429}
+
+
+def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, or `Retry-After` as seconds or an HTTP date."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def api_key_for(base_url: str | None) -> str:
+    """The key from OPENAI_API_KEY only; local servers get a dummy, OpenAI itself fails early."""
+    key = os.environ.get("OPENAI_API_KEY")
+    if key:
+        return key
+    if base_url:
+        return "EMPTY"
+    raise ConfigError("OPENAI_API_KEY is not set: export it to call OpenAI, or set llm.base_url "
+                      "to a local OpenAI-compatible server (vLLM, Ollama, llama.cpp) that needs no key")
+
+
+class OpenAIProvider:
+    """One `AsyncOpenAI` client with a connection pool sized for `llm.concurrency`."""
+
+    name = "openai"
+
+    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0) -> None:
+        self.model = model
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key_for(base_url),
+                                   timeout=timeout_s, max_retries=0)
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig) -> "OpenAIProvider":
+        return cls(cfg.model, base_url=cfg.base_url, timeout_s=cfg.timeout_s)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": role, "content": content} for role, content in request.messages],  # type: ignore[misc]
+                temperature=request.temperature,
+                top_p=request.top_p,
+                max_tokens=request.max_tokens,
+                seed=request.seed,
+            )
+        except openai.APIStatusError as exc:
+            if exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
+                raise TransientError(f"HTTP {exc.status_code}: {exc.message}",
+                                     parse_retry_after(exc.response.headers)) from exc
+            raise
+        except openai.APIConnectionError as exc:  # includes APITimeoutError
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+            raise TransientError(f"malformed response: {exc}") from exc
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise TransientError(f"malformed response: no choices in {str(response)[:200]!r}")
+        choice = choices[0]
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=choice.message.content or "",
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            finish_reason=choice.finish_reason,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
