@@ -171,23 +171,27 @@ def estimate_cost(prompt_tokens: int, completion_tokens: int, price_per_1k: dict
                  + completion_tokens / 1000 * price_per_1k.get("completion", 0.0), 6)
 
 
-def make_provider(cfg: LLMConfig) -> Provider:
-    """The backend named by `llm.provider` (imported lazily: torch is slow to import)."""
+def make_provider(cfg: LLMConfig, model_path: str | None = None) -> Provider:
+    """The backend named by `llm.provider` (imported lazily: torch is slow to import).
+
+    `model_path` (a materialised model directory) replaces `llm.model` for the in-process
+    transformers provider; an HTTP endpoint names its model itself, so openai ignores it.
+    """
     if cfg.provider == "openai":
         from evolcoder.llm.openai_provider import OpenAIProvider
 
         return OpenAIProvider.from_config(cfg)
     from evolcoder.llm.hf_provider import HFProvider
 
-    return HFProvider.from_config(cfg)
+    return HFProvider(model_path or cfg.model, batch_size=cfg.concurrency)
 
 
 def make_client(cfg: LLMConfig, *, stage: str = "", cache_path: str | None = None,
-                provider: Provider | None = None) -> LLMClient:
-    """A client for one stage; call inside the event loop that will use it."""
+                model_path: str | None = None, provider: Provider | None = None) -> LLMClient:
+    """A client for one stage (`stage` labels its rows in the call log)."""
     cache = CompletionCache(Path(cache_path or cfg.cache))
     try:
-        backend = provider or make_provider(cfg)
+        backend = provider or make_provider(cfg, model_path)
     except BaseException:
         cache.close()
         raise
