@@ -15,6 +15,7 @@ from evolcoder.jsonio import DataError, read_jsonl
 from evolcoder.llm.client import make_client
 
 
+
 @click.command()
 @click.option("--params", default="params.yaml", show_default=True,
               help="Params file; only transport settings of `llm` are read here (concurrency, cache, ...).")
@@ -39,7 +40,13 @@ def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir:
 
 async def _run(plan: dict, llm: LLMConfig, items: list, model_dir: str | None, out_dir: str,
                progress: bool) -> None:
-    client = make_client(llm, stage=f"round@{plan['round']}", model_path=model_dir)
+    provider = None
+    if llm.provider == "transformers" and model_dir:
+        from evolcoder.llm.hf_provider import HFProvider
+
+        provider = HFProvider(model_dir, batch_size=llm.concurrency)
+        provider.model = llm.model  # cache identity is the params' model, not the local copy's path
+    client = make_client(llm, stage=f"round@{plan['round']}", provider=provider)
     try:
         result = await RoundRunner(plan, client).run(items, progress=progress)
     finally:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from evolcoder import eliminate
 from evolcoder.jsonio import write_json, write_jsonl
 from evolcoder.llm.base import ChatRequest
-from evolcoder.llm.client import LLMClient, LLMError
+from evolcoder.llm.client import BudgetExhausted, LLMClient, LLMError
 from evolcoder.prompts import EQUALITY_TEMPLATE, evol_prompt
 from evolcoder.seed import record_id
 
@@ -148,23 +148,31 @@ class RoundRunner:
         return Outcome(item, "kept", method, child=child, evolved_instruction=instruction)
 
     async def run(self, items: list[dict[str, Any]], progress: bool = True) -> RoundResult:
-        """All items concurrently (the client bounds what is in flight); results in input order."""
+        """All items concurrently (the client bounds what is in flight); results in input order.
+
+        When the call budget runs out, requests already in flight still finish and are
+        cached before the round stops, so nothing that was paid for is thrown away.
+        """
         start = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(items)
+        stopped: list[BudgetExhausted] = []
         bar = tqdm(total=len(items), desc=f"round {self.round}", unit="item", disable=not progress)
 
         async def one(index: int, item: dict[str, Any]) -> None:
-            outcomes[index] = await self.evolve_item(item)
+            try:
+                outcomes[index] = await self.evolve_item(item)
+            except BudgetExhausted as exc:
+                stopped.append(exc)
             bar.update()
 
         try:
-            async with asyncio.TaskGroup() as group:
-                for index, item in enumerate(items):
-                    group.create_task(one(index, item))
-        except* Exception as failures:
-            raise failures.exceptions[0] from None
+            await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
         finally:
             bar.close()
+        if stopped:
+            done = sum(o is not None for o in outcomes)
+            raise BudgetExhausted(f"{stopped[0]}; round {self.round}: {done} of {len(items)} items finished "
+                                  "and cached; re-run with a higher llm.max_calls to continue")
         return RoundResult(self.round, [o for o in outcomes if o is not None],
                            usage=self.client.usage(), wall_s=time.perf_counter() - start)
 

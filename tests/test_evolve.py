@@ -1,0 +1,201 @@
+"""Evolution rounds over real HTTP: the real `openai` client against a loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakeserver import EVOL_PREFIX, FakeServer, Fault, default_responder, remote_stats, subprocess_server
+
+from evolcoder.config import EvolConfig, LLMConfig
+from evolcoder.evolve import RoundRunner, write_round
+from evolcoder.llm.client import BudgetExhausted, make_client
+from evolcoder.plan import round_plan
+from evolcoder.seed import record_id
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _items(n: int) -> list[dict]:
+    items = []
+    for i in range(n):
+        text = f"Write a Python function that returns the {i}-th triangular number for input n."
+        items.append({"id": record_id(text), "root_id": record_id(text), "parent_id": None, "round": 0,
+                      "method": None, "instruction": text, "input": "", "output": ""})
+    return items
+
+
+def _llm(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
+    settings = {"provider": "openai", "model": "fake-evolver", "base_url": server.base_url,
+                "concurrency": 4, "max_attempts": 3, "timeout_s": 5.0, "cache": str(tmp / "cache.sqlite"),
+                "backoff_s": 0.01}
+    settings.update(kw)
+    return LLMConfig(**settings)
+
+
+def _run(llm: LLMConfig, items: list[dict], round_no: int = 1, evol: EvolConfig | None = None):
+    plan = round_plan(evol or EvolConfig(rounds=3), llm, round_no)
+
+    async def go():
+        client = make_client(llm, stage=f"round@{round_no}")
+        try:
+            return await RoundRunner(plan, client).run(items, progress=False)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def _files(result, out: Path) -> dict[str, bytes]:
+    write_round(result, out)
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_same_params_give_byte_identical_data_at_any_concurrency(tmp_path: Path) -> None:
+    items = _items(24)
+    with FakeServer(latency=0.01) as server:
+        one = _run(_llm(server, tmp_path / "a", concurrency=1), items)
+        many = _run(_llm(server, tmp_path / "b", concurrency=16), items)
+        assert server.stats()["max_in_flight"] > 4
+    a, b = _files(one, tmp_path / "out1"), _files(many, tmp_path / "out16")
+    assert a.keys() == b.keys()
+    for name in a:
+        if name != "stats.json":
+            assert a[name] == b[name], name
+    stats = json.loads(a["stats.json"])
+    assert stats["items_in"] == 24 and stats["kept"] == 24 and stats["llm_requests"] == 48
+
+
+def test_unchanged_rerun_makes_zero_requests(tmp_path: Path) -> None:
+    items = _items(10)
+    with FakeServer() as server:
+        llm = _llm(server, tmp_path)
+        first = _run(llm, items)
+        before = server.count()
+        second = _run(llm, items)
+        assert server.count() == before == 20
+    assert second.usage["requests"] == 0 and second.usage["cache_hits"] == 20
+    assert [o.record() for o in first.outcomes] == [o.record() for o in second.outcomes]
+
+
+def test_each_elimination_rule_records_its_reason_and_keeps_the_parent(tmp_path: Path) -> None:
+    items = _items(6)
+    by_item = {
+        0: ("same", None),  # evolved instruction identical to the parent
+        1: ("#Rewritten Prompt#: " + items[1]["instruction"] + " Use recursion only.", None),
+        2: (None, "I'm sorry, I cannot do that."),
+        3: (None, "   ...   "),
+        4: (None, "Sure, here it is."),
+    }
+
+    def responder(messages: list[dict]) -> str:
+        user = messages[-1]["content"]
+        for index, (rewrite, answer) in by_item.items():
+            text = items[index]["instruction"]
+            if user.startswith(EVOL_PREFIX) and user.endswith(text) and rewrite is not None:
+                return text if rewrite == "same" else rewrite
+            if not user.startswith(EVOL_PREFIX) and user.startswith(text) and answer is not None:
+                return answer
+        return default_responder(messages)
+
+    with FakeServer(responder=responder) as server:
+        result = _run(_llm(server, tmp_path), items)
+    outcomes = {o.item["id"]: o for o in result.outcomes}
+    reasons = [outcomes[items[i]["id"]].reason or "" for i in range(6)]
+    assert "no information gain" in reasons[0]
+    assert "copies prompt words" in reasons[1]
+    assert "sorry" in reasons[2]
+    assert "only punctuation" in reasons[3]
+    assert "stop words" in reasons[4]
+    assert outcomes[items[5]["id"]].status == "kept"
+    pool = result.pool()
+    assert [p["id"] for p in pool[:5]] == [it["id"] for it in items[:5]]
+    assert pool[5]["parent_id"] == items[5]["id"] and pool[5]["round"] == 1
+    stats = result.stats()
+    assert stats["eliminated"] == 5 and stats["kept"] == 1
+    assert sum(stats["eliminated_by_reason"].values()) == 5
+
+
+def test_llm_equality_check_is_an_extra_call_behind_a_param(tmp_path: Path) -> None:
+    items = _items(3)
+
+    def responder(messages: list[dict]) -> str:
+        if messages[-1]["content"].startswith("Here are two Instructions"):
+            return "Equal"
+        return default_responder(messages)
+
+    with FakeServer(responder=responder) as server:
+        result = _run(_llm(server, tmp_path), items, evol=EvolConfig(rounds=3, llm_equality_check=True))
+        assert server.count("/v1/chat/completions") == 6
+    assert all(o.reason == "no information gain (LLM judged equal)" for o in result.outcomes)
+
+
+def test_a_permanent_error_fails_only_that_item(tmp_path: Path) -> None:
+    items = _items(3)
+    with FakeServer() as server:
+        server.push(Fault.error(400))
+        result = _run(_llm(server, tmp_path, concurrency=1), items)
+    statuses = sorted(o.status for o in result.outcomes)
+    assert statuses == ["failed", "kept", "kept"]
+    failed = next(o for o in result.outcomes if o.status == "failed")
+    assert failed.reason and "400" in failed.reason
+    assert failed.item in result.pool()
+
+
+def test_transient_errors_are_retried_within_the_round(tmp_path: Path) -> None:
+    items = _items(2)
+    with FakeServer() as server:
+        server.push(Fault.rate_limit(retry_after="0"), Fault.error(500), Fault.bad_json())
+        result = _run(_llm(server, tmp_path, concurrency=1, max_attempts=4), items)
+        assert server.count() == 4 + 3
+    assert all(o.status == "kept" for o in result.outcomes)
+    assert result.usage["retries"] == 3
+
+
+def test_max_calls_stops_cleanly_and_keeps_what_was_done(tmp_path: Path) -> None:
+    items = _items(10)
+    with FakeServer() as server:
+        with pytest.raises(BudgetExhausted):
+            _run(_llm(server, tmp_path, concurrency=2, max_calls=7), items)
+        paid = server.count()
+        assert paid == 7
+        result = _run(_llm(server, tmp_path, concurrency=2), items)
+        assert server.count() - paid == 20 - 7
+    assert result.usage["cache_hits"] == 7 and all(o.status == "kept" for o in result.outcomes)
+
+
+def test_round_stage_killed_with_sigkill_repeats_no_completed_request(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps(item) + "\n" for item in _items(40)))
+    log = tmp_path / "server.jsonl"
+    with subprocess_server(latency=0.05, log_path=str(log)) as base_url:
+        params = tmp_path / "params.yaml"
+        params.write_text(json.dumps({"evol": {"rounds": 1}, "llm": {
+            "provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 2,
+            "cache": str(tmp_path / "cache.sqlite")}}))
+        plan = tmp_path / "plan" / "round_1.json"
+        subprocess.run([sys.executable, str(REPO / "stages" / "plan.py"), "--params", str(params),
+                        "--out-dir", str(plan.parent), "--slots", "1"], check=True)
+        cmd = [sys.executable, str(REPO / "stages" / "round.py"), "--params", str(params), "--plan", str(plan),
+               "--prev", str(seed), "--out-dir", str(tmp_path / "r1"), "--no-progress"]
+        proc = subprocess.Popen(cmd, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while len(remote_stats(base_url)["completed"]) < 15 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done_before = len(remote_stats(base_url)["completed"])
+        assert 15 <= done_before < 80
+        assert not (tmp_path / "r1" / "stats.json").exists()
+        subprocess.run(cmd, check=True, timeout=120)
+        completed = remote_stats(base_url)["completed"]
+    assert len(completed) == len(set(completed)) == 80
+    kept = (tmp_path / "r1" / "kept.jsonl").read_text().splitlines()
+    assert len(kept) == 40
