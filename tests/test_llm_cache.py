@@ -1,0 +1,216 @@
+"""Never pay twice: re-runs, SIGKILL mid-run, budgets, several processes, the stats command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakeserver import FakeServer, request_key
+
+from evolcoder.cli import main as cli
+from evolcoder.config import LLMConfig
+from evolcoder.llm.base import ChatRequest, Completion
+from evolcoder.llm.cache import CallLog, CompletionCache
+from evolcoder.llm.client import BudgetExhausted, make_client
+
+
+def _cfg(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
+    settings = {"model": "fake", "base_url": server.base_url, "concurrency": 8, "max_attempts": 3,
+                "timeout_s": 5.0, "backoff_s": 0.01, "cache": str(tmp / "cache.sqlite")}
+    settings.update(kw)
+    return LLMConfig(**settings)
+
+
+def _requests(n: int, **settings) -> list[ChatRequest]:
+    return [ChatRequest.user(f"Write a function number {i} that reverses a list.", **settings) for i in range(n)]
+
+
+def _run(cfg: LLMConfig, requests: list[ChatRequest], stage: str = "test"):
+    async def go():
+        client = make_client(cfg, stage=stage)
+        try:
+            results = await asyncio.gather(*(client.complete(r) for r in requests), return_exceptions=True)
+            return results, client.usage()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_unchanged_rerun_makes_zero_requests(tmp_path: Path) -> None:
+    with FakeServer(latency=0.01) as server:
+        cfg = _cfg(server, tmp_path)
+        first, usage1 = _run(cfg, _requests(20))
+        assert server.count() == 20
+        second, usage2 = _run(cfg, _requests(20))
+        assert server.count() == 20, "a re-run must not reach the server"
+    assert [r.text for r in first] == [r.text for r in second]
+    assert not any(r.cached for r in first) and all(r.cached for r in second)
+    assert usage1["requests"] == 20 and usage2 == {**usage2, "requests": 0, "cache_hits": 20}
+
+
+def test_every_part_of_the_key_separates_entries(tmp_path: Path) -> None:
+    base = ChatRequest.user("same prompt")
+    variants = [base, ChatRequest.user("same prompt", seed=1), ChatRequest.user("same prompt", temperature=0.5),
+                ChatRequest.user("same prompt", top_p=0.5), ChatRequest.user("same prompt", max_tokens=9),
+                ChatRequest(messages=(("system", "x"), ("user", "same prompt")))]
+    with FakeServer() as server:
+        _run(_cfg(server, tmp_path), variants)
+        _run(_cfg(server, tmp_path, model="other-model"), [base])
+        assert server.count() == len(variants) + 1
+        _run(_cfg(server, tmp_path), variants)
+        assert server.count() == len(variants) + 1
+
+
+def test_identical_requests_in_flight_are_paid_once(tmp_path: Path) -> None:
+    with FakeServer(latency=0.1) as server:
+        results, usage = _run(_cfg(server, tmp_path), [ChatRequest.user("dup")] * 10)
+        assert server.count() == 1
+    assert len({r.text for r in results}) == 1
+    assert usage["requests"] == 1 and usage["cache_hits"] == 9
+
+
+def test_max_calls_stops_cleanly_and_keeps_what_was_done(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, max_calls=5, concurrency=1)
+        results, usage = _run(cfg, _requests(8))
+        assert server.count() == 5
+        done = [r for r in results if not isinstance(r, BaseException)]
+        stopped = [r for r in results if isinstance(r, BudgetExhausted)]
+        assert len(done) == 5 and len(stopped) == 3 and "llm.max_calls=5" in str(stopped[0])
+        assert usage["requests"] == 5
+        # hits are still served under the budget; the next run finishes only the rest
+        again, usage2 = _run(_cfg(server, tmp_path, max_calls=3), _requests(8))
+        assert server.count() == 8 and usage2["cache_hits"] == 5 and usage2["requests"] == 3
+    assert not any(isinstance(r, BaseException) for r in again)
+
+
+def test_usage_and_cost_estimate(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, price_per_1k={"prompt": 1.0, "completion": 2.0})
+        results, usage = _run(cfg, _requests(3))
+    prompt = sum(r.prompt_tokens for r in results)
+    completion = sum(r.completion_tokens for r in results)
+    assert usage["prompt_tokens"] == prompt > 0 and usage["completion_tokens"] == completion > 0
+    assert usage["est_cost"] == pytest.approx(prompt / 1000 * 1.0 + completion / 1000 * 2.0)
+
+
+def test_call_log_records_every_call_and_cache_stats_reports_per_stage(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        _run(cfg, _requests(4), stage="round@1")
+        _run(cfg, _requests(6), stage="round@2")  # 4 hits + 2 paid
+    with sqlite3.connect(cfg.cache) as db:
+        rows = db.execute("SELECT stage, cached, prompt_tokens, completion_tokens, latency_s, attempts "
+                          "FROM calls ORDER BY id").fetchall()
+    assert len(rows) == 10
+    assert sum(1 for r in rows if r[0] == "round@2" and r[1] == 1) == 4
+    assert all(r[2] > 0 and r[3] > 0 and r[4] >= 0 for r in rows)
+    params = tmp_path / "params.yaml"
+    params.write_text(f"llm:\n  cache: {cfg.cache}\n  price_per_1k: {{prompt: 0.5, completion: 1.5}}\n")
+    out = CliRunner().invoke(cli, ["cache", "stats", "--params", str(params), "--json"])
+    assert out.exit_code == 0, out.output
+    stats = {s["stage"]: s for s in json.loads(out.output)["stages"]}
+    assert (stats["round@1"]["requests"], stats["round@1"]["cache_hits"]) == (4, 0)
+    assert (stats["round@2"]["requests"], stats["round@2"]["cache_hits"]) == (2, 4)
+    assert stats["round@2"]["est_cost"] > 0
+    text = CliRunner().invoke(cli, ["cache", "stats", "--cache", cfg.cache])
+    assert text.exit_code == 0 and "round@2" in text.output and "6 stored completions" in text.output
+    missing = CliRunner().invoke(cli, ["cache", "stats", "--cache", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 2 and "no cache file" in missing.output
+
+
+WORKER = textwrap.dedent("""
+    import asyncio, sys
+    from evolcoder.config import LLMConfig
+    from evolcoder.llm.base import ChatRequest
+    from evolcoder.llm.client import make_client
+
+    async def main(base_url, cache, n):
+        cfg = LLMConfig(model="fake", base_url=base_url, concurrency=8, cache=cache)
+        client = make_client(cfg, stage="worker")
+        reqs = [ChatRequest.user(f"Task {i}: write a function that sorts a list.") for i in range(n)]
+        await asyncio.gather(*(client.complete(r) for r in reqs))
+        await client.aclose()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+""")
+
+
+def _stored(cache: Path) -> int:
+    try:
+        with sqlite3.connect(cache, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM completions").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_mid_run_repeats_no_completed_request(tmp_path: Path) -> None:
+    n = 160
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    cache = tmp_path / "cache.sqlite"
+    with FakeServer(latency=0.05) as server:
+        proc = subprocess.Popen([sys.executable, str(script), server.base_url, str(cache), str(n)])
+        deadline = time.monotonic() + 60
+        while _stored(cache) < 40 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        with CompletionCache(cache) as c:
+            survived = c.keys()
+        assert 40 <= len(survived) < n, "the kill must land mid-run"
+        first_run = [request_key(r["messages"]) for r in server.requests]
+        server.reset_counts()
+
+        subprocess.run([sys.executable, str(script), server.base_url, str(cache), str(n)], check=True)
+        second_run = [request_key(r["messages"]) for r in server.requests]
+    with CompletionCache(cache) as c:
+        assert len(c.keys()) == n
+    cached_prompts = {_content_key(cache, k) for k in survived}
+    assert not cached_prompts & set(second_run), "a request completed before the kill was sent again"
+    assert len(second_run) == n - len(survived) == len(set(second_run))
+    assert len(first_run) >= len(survived)
+
+
+def _content_key(cache: Path, key: str) -> str:
+    with sqlite3.connect(cache) as db:
+        request = json.loads(db.execute("SELECT request FROM completions WHERE key=?", (key,)).fetchone()[0])
+    return request_key([{"role": r, "content": c} for r, c in request["messages"]])
+
+
+PUTTER = textwrap.dedent("""
+    import sys
+    from evolcoder.llm.base import ChatRequest, Completion
+    from evolcoder.llm.cache import CallLog, CompletionCache
+    cache = CompletionCache(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        key = f"{sys.argv[2]}-{i}"
+        cache.put(key, "p", "m", ChatRequest.user(key), Completion(key, 1, 1), CallLog("s", "p", "m", key, False))
+        cache.log(CallLog("s", "p", "m", key, True), defer=True)
+    cache.close()
+""")
+
+
+def test_several_processes_share_one_cache(tmp_path: Path) -> None:
+    script = tmp_path / "putter.py"
+    script.write_text(PUTTER)
+    cache = tmp_path / "shared.sqlite"
+    procs = [subprocess.Popen([sys.executable, str(script), str(cache), f"p{j}", "150"]) for j in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    with CompletionCache(cache) as c:
+        assert c.count_completions() == 450
+        assert c.get("p2-149") == Completion("p2-149", 1, 1, None)
+        [row] = c.stats()
+    assert (row["requests"], row["cache_hits"]) == (450, 450)

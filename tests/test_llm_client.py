@@ -1,0 +1,107 @@
+"""The client's concurrency over real HTTP: bounded, streaming (not batch-and-wait), order-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from fakeserver import EVOL_PREFIX, FakeServer, Fault, default_responder, subprocess_server, remote_stats
+
+from evolcoder.config import LLMConfig
+from evolcoder.llm.base import ChatRequest
+from evolcoder.llm.client import CallResult, make_client
+from evolcoder.prompts import evol_prompt
+
+
+def _cfg(base_url: str, tmp: Path, **kw) -> LLMConfig:
+    settings = {"model": "fake", "base_url": base_url, "concurrency": 4, "max_attempts": 3,
+                "timeout_s": 10.0, "backoff_s": 0.01, "cache": str(tmp / "cache.sqlite")}
+    settings.update(kw)
+    return LLMConfig(**settings)
+
+
+def test_in_flight_requests_never_exceed_concurrency_and_reach_it(tmp_path: Path) -> None:
+    with FakeServer(latency=0.05) as server:
+        cfg = _cfg(server.base_url, tmp_path, concurrency=5)
+
+        async def go():
+            client = make_client(cfg)
+            try:
+                await asyncio.gather(*(client.complete(ChatRequest.user(f"q{i}")) for i in range(30)))
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+        assert server.count() == 30 and server.max_in_flight == 5
+
+
+def test_a_slow_request_does_not_hold_back_the_others(tmp_path: Path) -> None:
+    """Streaming pool: the other slot keeps serving while one request stalls."""
+    with FakeServer(latency=0.02) as server:
+        cfg = _cfg(server.base_url, tmp_path, concurrency=2)
+        server.push(Fault.hang(1.5))
+        finished: list[int] = []
+
+        async def go():
+            client = make_client(cfg)
+
+            async def one(i: int) -> None:
+                await client.complete(ChatRequest.user(f"q{i}"))
+                finished.append(i)
+
+            try:
+                await asyncio.gather(*(one(i) for i in range(20)))
+            finally:
+                await client.aclose()
+
+        asyncio.run(go())
+    assert finished[-1] == 0 and sorted(finished[:-1]) == list(range(1, 20))
+
+
+def test_each_result_belongs_to_its_request_at_any_concurrency(tmp_path: Path) -> None:
+    questions = [f"Write a function that returns {i} squared plus {i}." for i in range(40)]
+    requests = [ChatRequest.user(evol_prompt("constraints", q)) for q in questions]
+    texts = {}
+    for conc in (1, 16):
+        with FakeServer(latency=0.01) as server:
+            cfg = _cfg(server.base_url, tmp_path / f"c{conc}", concurrency=conc)
+
+            async def go() -> list[CallResult]:
+                client = make_client(cfg)
+                try:
+                    return await asyncio.gather(*(client.complete(r) for r in requests))
+                finally:
+                    await client.aclose()
+
+            results = asyncio.run(go())
+        texts[conc] = [r.text for r in results]
+        for question, result in zip(questions, results):
+            assert result.text.startswith(question) and len(result.text) > len(question)
+    assert texts[1] == texts[16]
+
+
+def test_fake_server_default_replies() -> None:
+    evolved = default_responder([{"role": "user", "content": evol_prompt("erroneous_code", "Sum a list.")}])
+    assert evolved.startswith("Sum a list.") and "```python" in evolved
+    assert EVOL_PREFIX not in evolved
+    answer = default_responder([{"role": "user", "content": "Sum a list."}])
+    assert "```python" in answer and len(answer.split()) >= 80
+    assert answer == default_responder([{"role": "user", "content": "Sum a list."}])
+
+
+def test_subprocess_server_serves_the_client(tmp_path: Path) -> None:
+    with subprocess_server(latency=0.01) as url:
+        cfg = _cfg(url, tmp_path, concurrency=8)
+
+        async def go():
+            client = make_client(cfg)
+            try:
+                return await asyncio.gather(*(client.complete(ChatRequest.user(f"q{i}")) for i in range(16)))
+            finally:
+                await client.aclose()
+
+        results = asyncio.run(go())
+        stats = remote_stats(url)
+    assert stats["paths"] == {"/v1/chat/completions": 16} and len(stats["completed"]) == 16
+    assert all(re.search(r"```python\n", r.text) for r in results)

@@ -1,0 +1,103 @@
+"""The in-process transformers provider on a tiny model built on the fly (never the hub)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from tinymodel import build_tiny_model
+
+from evolcoder.config import LLMConfig
+from evolcoder.llm.base import ChatRequest
+from evolcoder.llm.client import make_client
+from evolcoder.llm.hf_provider import (EXAMPLE_INSTRUCTION, EXAMPLE_RESPONSE, STOP_MARKER, HFProvider,
+                                       cut_at_stop, plain_prompt)
+
+
+@pytest.fixture(scope="module")
+def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-chat"), chat_template=True, layers=1, hidden=128)
+
+
+def _reqs(n: int, **kw) -> list[ChatRequest]:
+    kw.setdefault("max_tokens", 8)
+    return [ChatRequest.user(f"Write a function that adds {i} to a number.", **kw) for i in range(n)]
+
+
+async def _gather(provider: HFProvider, requests: list[ChatRequest]):
+    return await asyncio.gather(*(provider.complete(r) for r in requests))
+
+
+def test_concurrent_requests_are_micro_batched_and_reproducible(tiny_model_dir: Path) -> None:
+    provider = HFProvider(str(tiny_model_dir), batch_size=4)
+    first = asyncio.run(_gather(provider, _reqs(6)))
+    assert provider.batches == [4, 2]
+    again = asyncio.run(_gather(HFProvider(str(tiny_model_dir), batch_size=4), _reqs(6)))
+    assert [c.text for c in first] == [c.text for c in again]
+    for c in first:
+        assert 1 <= c.completion_tokens <= 8 and c.prompt_tokens > 20
+        assert c.finish_reason in ("stop", "length")
+
+
+def test_batches_group_requests_by_sampling_settings(tiny_model_dir: Path) -> None:
+    provider = HFProvider(str(tiny_model_dir), batch_size=8)
+    mixed = _reqs(3, temperature=0.0) + _reqs(3, temperature=1.0, seed=5)
+    asyncio.run(_gather(provider, mixed))
+    assert sorted(provider.batches) == [3, 3]
+
+
+def test_base_model_gets_a_worked_example_and_stops_at_the_next_one(tiny_model_dir: Path) -> None:
+    provider = HFProvider(str(tiny_model_dir))
+    assert not provider.has_chat_template
+    prompt = provider.build_prompt(ChatRequest(messages=(("system", "You write Python."), ("user", "Sort a list."))))
+    assert prompt.startswith("You write Python.") and prompt.count(STOP_MARKER) == 2
+    assert prompt.endswith(f"{STOP_MARKER}\nSort a list.\n\n### Response:\n")
+    assert f"{EXAMPLE_INSTRUCTION}\n\n### Response:\n{EXAMPLE_RESPONSE}" in prompt
+    assert plain_prompt((("user", "x"),)).endswith(f"{STOP_MARKER}\nx\n\n### Response:\n")
+    assert cut_at_stop("def f(): pass\n\n### Instruction:\nnext", (STOP_MARKER,)) == ("def f(): pass\n\n", True)
+    assert cut_at_stop("no marker", (STOP_MARKER,)) == ("no marker", False)
+
+
+def test_chat_model_uses_its_chat_template(chat_model_dir: Path) -> None:
+    provider = HFProvider(str(chat_model_dir))
+    assert provider.has_chat_template
+    prompt = provider.build_prompt(ChatRequest.user("Sort a list."))
+    assert prompt == "<|im_start|>user\nSort a list.<|im_end|>\n<|im_start|>assistant\n"
+    [completion] = asyncio.run(_gather(provider, _reqs(1)))
+    assert completion.prompt_tokens < 30  # no worked example around a chat prompt
+
+
+def test_event_loop_keeps_running_during_generation(chat_model_dir: Path) -> None:
+    provider = HFProvider(str(chat_model_dir), batch_size=2)
+    ticks = 0
+
+    async def go():
+        nonlocal ticks
+        task = asyncio.ensure_future(_gather(provider, _reqs(2, max_tokens=48)))
+        while not task.done():
+            ticks += 1
+            await asyncio.sleep(0.002)
+        return task.result()
+
+    asyncio.run(go())
+    assert ticks > 5
+
+
+def test_through_the_client_a_rerun_generates_nothing(tmp_path: Path, tiny_model_dir: Path) -> None:
+    cfg = LLMConfig(provider="transformers", model=str(tiny_model_dir), concurrency=4,
+                    cache=str(tmp_path / "cache.sqlite"))
+
+    async def run():
+        client = make_client(cfg, stage="hf")
+        try:
+            results = await asyncio.gather(*(client.complete(r) for r in _reqs(5)))
+            return results, list(client.provider.batches), client.usage()
+        finally:
+            await client.aclose()
+
+    first, batches1, usage1 = asyncio.run(run())
+    second, batches2, usage2 = asyncio.run(run())
+    assert sum(batches1) == 5 and batches2 == []
+    assert usage1["requests"] == 5 and usage2["requests"] == 0 and usage2["cache_hits"] == 5
+    assert [r.text for r in first] == [r.text for r in second]

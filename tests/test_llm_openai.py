@@ -1,0 +1,153 @@
+"""The openai provider over real HTTP: retries, Retry-After, timeouts, malformed bodies, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from fakeserver import FakeServer, Fault
+
+from evolcoder.config import ConfigError, LLMConfig
+from evolcoder.llm.base import ChatRequest
+from evolcoder.llm.client import LLMClient, LLMError, make_client
+from evolcoder.llm.openai_provider import OpenAIProvider, parse_retry_after
+
+
+def _cfg(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
+    settings = {"model": "fake", "base_url": server.base_url, "concurrency": 4, "max_attempts": 4,
+                "timeout_s": 5.0, "backoff_s": 0.01, "cache": str(tmp / "cache.sqlite"), "seed": 17}
+    settings.update(kw)
+    return LLMConfig(**settings)
+
+
+def _call(cfg: LLMConfig, *requests: ChatRequest) -> tuple[list, dict]:
+    async def go():
+        client = make_client(cfg, stage="test")
+        try:
+            results = await asyncio.gather(*(client.complete(r) for r in requests), return_exceptions=True)
+            return results, client.usage()
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def _log(cfg: LLMConfig) -> list[tuple]:
+    with sqlite3.connect(cfg.cache) as db:
+        return db.execute("SELECT cached, attempts, error FROM calls ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("fault", [Fault.rate_limit("0"), Fault.error(500), Fault.error(503),
+                                   Fault.bad_json(), Fault(status=200, stall=3.0)],
+                         ids=["429", "500", "503", "malformed-json", "stall"])
+def test_transient_failure_is_retried_and_counted(tmp_path: Path, fault: Fault) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, timeout_s=0.5)
+        server.push(fault, fault)
+        start = time.perf_counter()
+        [result], usage = _call(cfg, ChatRequest.user("Write fizzbuzz."))
+        elapsed = time.perf_counter() - start
+        assert server.count("/v1/chat/completions") == 3
+    assert not isinstance(result, BaseException), result
+    assert "```python" in result.text and not result.cached
+    assert usage["requests"] == 1 and usage["retries"] == 2 and usage["failures"] == 0
+    assert _log(cfg) == [(0, 3, None)]
+    if fault.stall:
+        assert elapsed < 2 * fault.stall, "timeout_s must cut a stalled request short"
+
+
+def test_retry_after_seconds_is_honoured(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, backoff_s=0.0)
+        server.push(Fault.rate_limit("1"))
+        start = time.perf_counter()
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+        elapsed = time.perf_counter() - start
+    assert not isinstance(result, BaseException) and usage["retries"] == 1
+    assert elapsed >= 1.0, "the client must wait at least Retry-After before retrying"
+
+
+def test_retry_after_forms() -> None:
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after({"retry-after": "2.5"}) == 2.5
+    assert 28 <= parse_retry_after({"retry-after": date}, now=now) <= 31
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_gives_up_after_max_attempts_and_logs_the_error(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, max_attempts=3)
+        server.push(*[Fault.error(502)] * 3)
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+        assert server.count() == 3
+    assert isinstance(result, LLMError) and "3 attempts" in str(result) and "502" in str(result)
+    assert usage["failures"] == 1 and usage["retries"] == 2
+    [(cached, attempts, error)] = _log(cfg)
+    assert (cached, attempts) == (0, 3) and "502" in error
+
+
+def test_client_error_is_permanent_not_retried(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        server.push(Fault.error(400))
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+        assert server.count() == 1
+    assert isinstance(result, LLMError) and usage["retries"] == 0 and usage["failures"] == 1
+
+
+def test_request_carries_model_sampling_settings_and_seed(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        request = ChatRequest(messages=(("system", "Be terse."), ("user", "hi")), temperature=0.3,
+                              top_p=0.9, max_tokens=77, seed=cfg.seed)
+        [result], usage = _call(cfg, request)
+        [body] = server.requests
+    assert body["model"] == "fake" and body["seed"] == 17 and body["max_tokens"] == 77
+    assert body["temperature"] == 0.3 and body["top_p"] == 0.9
+    assert body["messages"] == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}]
+    assert usage["prompt_tokens"] == result.prompt_tokens > 0 and usage["completion_tokens"] > 0
+
+
+def test_missing_key_fails_before_any_work_when_talking_to_openai(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        make_client(LLMConfig(cache=str(tmp_path / "c.sqlite")))
+
+
+def test_local_server_needs_no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeServer() as server:
+        [result], _ = _call(_cfg(server, tmp_path), ChatRequest.user("hi"))
+    assert not isinstance(result, BaseException)
+
+
+def test_sdk_retries_are_off_so_ours_are_the_only_ones(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        provider = OpenAIProvider("fake", base_url=server.base_url)
+        server.push(Fault.error(500))
+
+        async def go():
+            client = LLMClient(provider, _cache(tmp_path), max_attempts=1)
+            try:
+                return await client.complete(ChatRequest.user("x"))
+            finally:
+                await client.aclose()
+
+        with pytest.raises(LLMError):
+            asyncio.run(go())
+        assert server.count() == 1
+
+
+def _cache(tmp: Path):
+    from evolcoder.llm.cache import CompletionCache
+
+    return CompletionCache(tmp / "cache.sqlite")
