@@ -60,3 +60,12 @@ def test_repo_params_file_is_valid() -> None:
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     for name, cls in SECTIONS.items():
         load_section(cls, name, params)
+
+
+def test_unknown_section_is_rejected(tmp_path) -> None:
+    from evolcoder.config import validate_all
+
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: {n: 2}\nfinetnue: {learning_rate: 1.0e-5}\n")
+    with pytest.raises(ConfigError, match="params: finetnue: unknown section"):
+        validate_all(path)

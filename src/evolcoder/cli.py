@@ -37,9 +37,16 @@ def main() -> None:
 
 @main.command("params")
 @click.argument("section", required=False)
-def params_cmd(section: str | None) -> None:
+@click.option("--check", "check_path", default=None, type=click.Path(dir_okay=False),
+              help="Validate this params file (every section, no unknown keys) instead of describing.")
+def params_cmd(section: str | None, check_path: str | None) -> None:
     """Describe every params.yaml section and key, with defaults (or only SECTION)."""
-    from evolcoder.config import SECTIONS, describe
+    from evolcoder.config import SECTIONS, describe, validate_all
+
+    if check_path:
+        validate_all(check_path)
+        click.echo(f"{check_path}: ok")
+        return
 
     for name, cls in SECTIONS.items():
         if section and name != section:
@@ -109,6 +116,57 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
         line = (f"{r['stage'] or '-':<16} {r['model'][-24:]:<24} {r['requests']:>8} {r['cache_hits']:>8} "
                 f"{r['failures']:>6} {r['prompt_tokens']:>10} {r['completion_tokens']:>10}")
         click.echo(line + (f"  {r['est_cost']:.4f}" if price else ""))
+
+
+# --- seed export (issue 2) ---
+
+
+@main.command("export-seed")
+@click.argument("source")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
+def export_seed_cmd(source: str, out: str, split: str) -> None:
+    """Write SOURCE (hub dataset id, saved dataset dir, JSON or JSONL) as JSONL at OUT.
+
+    Point `seed.path` at OUT so DVC versions the exact seed data, e.g.
+    `evolcoder export-seed sahil280114/codealpaca data/seed/codealpaca20k.jsonl`.
+    """
+    from evolcoder.jsonio import write_jsonl
+    from evolcoder.seed import iter_raw
+
+    count = write_jsonl(out, (record for _, record in iter_raw(source, split)))
+    click.echo(f"wrote {count} records to {out}")
+
+
+# --- report (issue 6) ---
+
+
+@main.command("report")
+@click.option("--metrics-dir", default="metrics", show_default=True, type=click.Path(file_okay=False),
+              help="Directory holding the stages' metrics files.")
+@click.option("--out", default="metrics/report.md", show_default=True, type=click.Path(dir_okay=False),
+              help="Markdown report to write.")
+@click.option("--html/--no-html", default=True, show_default=True,
+              help="Also render `dvc plots show` HTML next to the report.")
+def report_cmd(metrics_dir: str, out: str, html: bool) -> None:
+    """Summarise a run: rounds, eliminations, tokens and cost, training, pass@k, evol-stop."""
+    import subprocess
+    from pathlib import Path
+
+    from evolcoder.jsonio import atomic_open
+    from evolcoder.report import build_report
+
+    text = build_report(metrics_dir)
+    with atomic_open(out) as handle:
+        handle.write(text)
+    click.echo(f"wrote {out}")
+    if html:
+        plots_dir = Path(out).parent / "plots"
+        proc = subprocess.run(["dvc", "plots", "show", "--out", str(plots_dir)], capture_output=True, text=True)
+        if proc.returncode == 0:
+            click.echo(f"wrote {plots_dir}/index.html")
+        else:
+            click.echo(f"warning: dvc plots show failed: {proc.stderr.strip()[:300]}", err=True)
 
 
 if __name__ == "__main__":

@@ -364,3 +364,12 @@ SECTIONS: dict[str, type] = {
     "base_model": BaseModelConfig,
     "finetune": FinetuneConfig,
 }
+
+
+def validate_all(params_path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Validate every section and reject unknown top-level sections (typos like `finetnue`)."""
+    data = load_yaml(params_path)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"params: {unknown[0]}: unknown section (known: {', '.join(SECTIONS)})")
+    return {name: build(cls, data.get(name), name) for name, cls in SECTIONS.items()}

@@ -1,0 +1,129 @@
+"""`evolcoder report`: one Markdown page summarising a pipeline run from its metrics files.
+
+It reads only what the stages already wrote under `metrics/` (missing files are skipped
+with a note), so it can be run on any commit or experiment after `dvc checkout`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _load(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def pass_at_k(metrics: dict[str, Any] | None) -> dict[str, dict[str, float]]:
+    """{benchmark: {pass@k: value}} from an eval metrics file, however deeply it nests them."""
+    found: dict[str, dict[str, float]] = {}
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, dict):
+            scores = {k: v for k, v in node.items() if k.startswith("pass@") and isinstance(v, (int, float))}
+            if scores:
+                found[name or "all"] = scores
+            for key, value in node.items():
+                if isinstance(value, dict) and key not in ("per_task", "provenance", "decoding"):
+                    walk(value, key if not name else name if key in ("overall", "metrics") else key)
+
+    walk(metrics, "")
+    return found
+
+
+def evolution_section(evol: dict[str, Any] | None, merge: dict[str, Any] | None) -> list[str]:
+    out = ["## Evolution"]
+    if not evol:
+        return out + ["", "_no metrics/evol.json_"]
+    rows, reasons = [], set()
+    for stats in evol.get("per_round", {}).values():
+        reasons |= set(stats.get("eliminated_by_reason", {}))
+    reasons_sorted = sorted(reasons)
+    totals = {"prompt": 0, "completion": 0, "cost": 0.0}
+    for key, s in sorted(evol.get("per_round", {}).items(), key=lambda kv: int(kv[0][1:])):
+        by_reason = s.get("eliminated_by_reason", {})
+        rows.append([key, s.get("items_in"), s.get("kept"), s.get("eliminated"), s.get("failed"),
+                     *[by_reason.get(r, 0) for r in reasons_sorted], s.get("mean_instruction_words"),
+                     s.get("llm_requests", 0), s.get("llm_cache_hits", 0),
+                     s.get("llm_prompt_tokens", 0) + s.get("llm_completion_tokens", 0),
+                     s.get("llm_est_cost", "")])
+        totals["prompt"] += s.get("llm_prompt_tokens", 0)
+        totals["completion"] += s.get("llm_completion_tokens", 0)
+        totals["cost"] += s.get("llm_est_cost", 0.0) or 0.0
+    out += [""] + _table(["round", "in", "kept", "eliminated", "failed",
+                          *[f"elim: {r}" for r in reasons_sorted], "mean instr. words",
+                          "requests", "cache hits", "tokens", "est. cost"], rows)
+    out += ["", f"Tokens: {totals['prompt']} prompt + {totals['completion']} completion"
+            + (f"; estimated cost {totals['cost']:.4f}" if totals["cost"] else "") + "."]
+    if merge:
+        out += ["", f"Merge: {merge.get('records_in')} records in, {merge.get('records_out')} training records "
+                f"out; dropped {merge.get('dropped', {})}; train sha256 `{str(merge.get('train_sha256'))[:16]}`."]
+    return out
+
+
+def training_section(train: dict[str, Any] | None) -> list[str]:
+    out = ["## Fine-tuning"]
+    if not train:
+        return out + ["", "_no metrics/train.json_"]
+    flat = {k: v for k, v in train.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    return out + [""] + _table(["metric", "value"], [[k, v] for k, v in sorted(flat.items())])
+
+
+def eval_section(base: Any, tuned: Any, dev: Any) -> list[str]:
+    out = ["## Evaluation (pass@k)"]
+    base_scores, tuned_scores, dev_scores = pass_at_k(base), pass_at_k(tuned), pass_at_k(dev)
+    rows = []
+    for bench in sorted(set(base_scores) | set(tuned_scores)):
+        for k in sorted(set(base_scores.get(bench, {})) | set(tuned_scores.get(bench, {}))):
+            b, t = base_scores.get(bench, {}).get(k), tuned_scores.get(bench, {}).get(k)
+            delta = t - b if isinstance(b, float) and isinstance(t, float) else ""
+            rows.append([bench, k, b if b is not None else "", t if t is not None else "", delta])
+    out += [""] + (_table(["benchmark", "k", "base", "fine-tuned", "delta"], rows) if rows
+                   else ["_no eval metrics_"])
+    for bench, scores in sorted(dev_scores.items()):
+        out += ["", f"Dev set ({bench}): " + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(scores.items()))]
+    return out
+
+
+def evolstop_section(evolstop: Any) -> list[str]:
+    out = ["## Evol-stop (dev pass@1 by rounds)"]
+    if not evolstop:
+        return out + ["", "_run `evolcoder evol-stop` after a sweep over `evol.rounds`_"]
+    rows = evolstop.get("rows") or evolstop.get("table") or []
+    if rows and isinstance(rows[0], dict):
+        headers = list(rows[0])
+        out += [""] + _table(headers, [[r.get(h, "") for h in headers] for r in rows])
+    best = evolstop.get("best_rounds", evolstop.get("best"))
+    if best is not None:
+        out += ["", f"Chosen: **{best} rounds** (best dev score; ties go to fewer rounds)."]
+    return out
+
+
+def build_report(metrics_dir: str | Path = "metrics") -> str:
+    m = Path(metrics_dir)
+    parts = ["# evolcoder run report", ""]
+    seed = _load(m / "seed.json")
+    if seed:
+        parts += [f"Seed: {seed.get('written')} instructions ({seed.get('skipped', 0)} skipped, "
+                  f"{seed.get('duplicates', 0)} duplicates).", ""]
+    for section in (evolution_section(_load(m / "evol.json"), _load(m / "merge.json")),
+                    training_section(_load(m / "train.json")),
+                    eval_section(_load(m / "eval_base.json"), _load(m / "eval.json"), _load(m / "dev.json")),
+                    evolstop_section(_load(m / "evolstop.json"))):
+        parts += section + [""]
+    return "\n".join(parts)
