@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 
 from evolcoder.config import ConfigError, LLMConfig
 from evolcoder.llm.base import ChatRequest, Completion, TransientError
@@ -58,31 +59,58 @@ def api_key_for(base_url: str | None) -> str:
                       "to a local OpenAI-compatible server (vLLM, Ollama, llama.cpp) that needs no key")
 
 
+def _http_client(timeout_s: float, concurrency: int) -> Any:
+    """The SDK's aiohttp transport when `aiohttp` is installed, else None (its httpx default).
+
+    aiohttp's C parser and single-write requests cost about a quarter less CPU per call
+    than the default transport, which is what bounds throughput at high concurrency.
+    """
+    factory = getattr(openai, "DefaultAioHttpClient", None)
+    limits_type = type(getattr(openai, "DEFAULT_CONNECTION_LIMITS", None))
+    if factory is None or limits_type is type(None):
+        return None
+    try:
+        import aiohttp  # noqa: F401
+
+        limits = limits_type(max_connections=max(100, concurrency), max_keepalive_connections=max(20, concurrency))
+        return factory(timeout=timeout_s, limits=limits)
+    except (ImportError, RuntimeError, TypeError):
+        return None
+
+
 class OpenAIProvider:
     """One `AsyncOpenAI` client with a connection pool sized for `llm.concurrency`."""
 
     name = "openai"
 
-    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0) -> None:
+    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0,
+                 concurrency: int = 8, transport: str = "auto") -> None:
         self.model = model
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key_for(base_url),
-                                   timeout=timeout_s, max_retries=0)
+        api_key = api_key_for(base_url)
+        http = _http_client(timeout_s, concurrency) if transport == "auto" else None
+        self.transport = "aiohttp" if http is not None else "httpx"
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0,
+                                   http_client=http)
 
     @classmethod
     def from_config(cls, cfg: LLMConfig) -> "OpenAIProvider":
-        return cls(cfg.model, base_url=cfg.base_url, timeout_s=cfg.timeout_s)
+        return cls(cfg.model, base_url=cfg.base_url, timeout_s=cfg.timeout_s, concurrency=cfg.concurrency)
 
     async def complete(self, request: ChatRequest) -> Completion:
+        # `post` with a plain body is the SDK's documented way to send a request as-is; it
+        # skips `create()`'s recursive TypedDict transform (~20% of per-call CPU) while keeping
+        # the SDK's HTTP, error types and typed `ChatCompletion` parsing.
+        body = {
+            "model": self.model,
+            "messages": [{"role": role, "content": content} for role, content in request.messages],
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+        }
         try:
-            response = await self._client.chat.completions.create(
-                model=self.model,
-                messages=[{"role": role, "content": content} for role, content in request.messages],  # type: ignore[misc]
-                temperature=request.temperature,
-                top_p=request.top_p,
-                max_tokens=request.max_tokens,
-                seed=request.seed,
-            )
+            response = await self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         except openai.APIStatusError as exc:
             if exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
                 raise TransientError(f"HTTP {exc.status_code}: {exc.message}",

@@ -1,0 +1,148 @@
+"""LLM client throughput against the loopback server: calls/s vs the ideal, and cached re-runs.
+
+Issue 2, item 10: 1,000 requests at 50 ms server latency through the real client (real
+`openai` SDK, real HTTP, real SQLite cache). The ideal rate of a pool of c requests in
+flight is c / latency; the target is >= 80 % of it at c = 32, and a fully cached re-run in
+<= 5 % of the first run's wall time. At c = 1 the ideal is only 20 calls/s, so that point
+uses fewer requests (--n1, default 200, about 10 s) and says so.
+
+The server runs as a separate process so the benchmark measures the client, not the two
+sharing one interpreter. With `--evolve` the same is also measured through the round
+runner (`evolcoder.evolve.RoundRunner`: two calls per item).
+
+    python benchmarks/bench_llm.py [--n 1000] [--latency 0.05] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from fakeserver import subprocess_server  # noqa: E402
+
+from evolcoder.config import LLMConfig  # noqa: E402
+from evolcoder.llm.base import ChatRequest  # noqa: E402
+from evolcoder.llm.client import make_client  # noqa: E402
+from evolcoder.prompts import evol_prompt  # noqa: E402
+
+
+def _requests(n: int, tag: str) -> list[ChatRequest]:
+    return [ChatRequest.user(evol_prompt("constraints", f"[{tag}] Write a function that returns the {i}-th "
+                                         "Fibonacci number using an iterative loop."), max_tokens=512)
+            for i in range(n)]
+
+
+async def _run(cfg: LLMConfig, requests: list[ChatRequest]) -> tuple[float, dict]:
+    client = make_client(cfg, stage="bench")
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(client.complete(r) for r in requests))
+        wall = time.perf_counter() - start
+        return wall, {**client.usage(), "cpu_s": time.process_time() - cpu}
+    finally:
+        await client.aclose()
+
+
+def _evolve_items(n: int) -> list[dict]:
+    from evolcoder.seed import record_id
+
+    items = []
+    for i in range(n):
+        text = f"Write a Python function that returns the {i}-th triangular number for input n."
+        items.append({"id": record_id(text), "root_id": record_id(text), "parent_id": None, "round": 0,
+                      "method": None, "instruction": text, "input": "", "output": ""})
+    return items
+
+
+async def _run_round(cfg: LLMConfig, items: list[dict]) -> tuple[float, dict]:
+    from evolcoder.config import EvolConfig
+    from evolcoder.evolve import RoundRunner
+    from evolcoder.plan import round_plan
+
+    plan = round_plan(EvolConfig(rounds=1), cfg, 1)
+    client = make_client(cfg, stage="bench-round@1")
+    try:
+        start = time.perf_counter()
+        await RoundRunner(plan, client).run(items, progress=False)
+        return time.perf_counter() - start, client.usage()
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="requests at concurrency 8 and 32")
+    parser.add_argument("--n1", type=int, default=200, help="requests at concurrency 1 (ideal 20/s at 50 ms)")
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--evolve", action="store_true", help="also measure a round through RoundRunner")
+    parser.add_argument("--json", dest="json_out", default=None, help="write the results here")
+    args = parser.parse_args()
+
+    rows = []
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; server in a subprocess, "
+          f"latency {args.latency * 1000:.0f} ms; c=1 uses {args.n1} requests, others {args.n}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp, subprocess_server(latency=args.latency) as url:
+        for conc in args.concurrency:
+            n = args.n1 if conc == 1 else args.n
+            cfg = LLMConfig(model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
+                            cache=str(Path(tmp) / f"c{conc}.sqlite"))
+            requests = _requests(n, f"c{conc}")
+            wall, usage = asyncio.run(_run(cfg, requests))
+            cached_wall, cached_usage = asyncio.run(_run(cfg, requests))
+            ideal = conc / args.latency
+            rows.append({"what": "client", "concurrency": conc, "requests": n, "wall_s": round(wall, 3),
+                         "calls_per_s": round(n / wall, 1), "ideal_calls_per_s": ideal,
+                         "fraction_of_ideal": round(n / wall / ideal, 3),
+                         "cached_wall_s": round(cached_wall, 3),
+                         "cached_fraction": round(cached_wall / wall, 4),
+                         "paid": usage["requests"], "cached_paid": cached_usage["requests"],
+                         "retries": usage["retries"],
+                         "client_cpu_ms_per_call": round(1000 * usage["cpu_s"] / n, 3),
+                         "loadavg_1m": round(os.getloadavg()[0], 2)})
+            print(_fmt(rows[-1]), flush=True)
+        if args.evolve:
+            for conc in [c for c in args.concurrency if c > 1]:
+                cfg = LLMConfig(model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
+                                cache=str(Path(tmp) / f"round{conc}.sqlite"))
+                items = _evolve_items(args.n // 2)
+                wall, usage = asyncio.run(_run_round(cfg, items))
+                cached_wall, _ = asyncio.run(_run_round(cfg, items))
+                calls = usage["requests"] + usage["cache_hits"]
+                ideal = conc / args.latency
+                rows.append({"what": "round", "concurrency": conc, "requests": calls,
+                             "wall_s": round(wall, 3), "calls_per_s": round(calls / wall, 1),
+                             "ideal_calls_per_s": ideal, "fraction_of_ideal": round(calls / wall / ideal, 3),
+                             "cached_wall_s": round(cached_wall, 3),
+                             "cached_fraction": round(cached_wall / wall, 4),
+                             "paid": usage["requests"], "retries": usage["retries"]})
+                print(_fmt(rows[-1]), flush=True)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    top = [r for r in rows if r["what"] == "client" and r["concurrency"] == max(args.concurrency)]
+    if top:
+        r = top[0]
+        print(f"\nconcurrency {r['concurrency']}: {r['fraction_of_ideal']:.0%} of ideal (target >= 80%); "
+              f"cached re-run {r['cached_fraction']:.1%} of the first run's wall time (target <= 5%)")
+
+
+def _fmt(r: dict) -> str:
+    return (f"{r['what']:<6} c={r['concurrency']:<3} n={r['requests']:<5} {r['wall_s']:>7.2f} s "
+            f"{r['calls_per_s']:>7.1f} calls/s  ideal {r['ideal_calls_per_s']:>6.0f}  "
+            f"{r['fraction_of_ideal']:>6.1%} of ideal   cached re-run {r['cached_wall_s']:.3f} s "
+            f"= {r['cached_fraction']:.2%} of first"
+            + (f"  client CPU {r['client_cpu_ms_per_call']:.2f} ms/call, load {r['loadavg_1m']}"
+               if "client_cpu_ms_per_call" in r else ""))
+
+
+if __name__ == "__main__":
+    main()
