@@ -151,3 +151,22 @@ def _cache(tmp: Path):
     from evolcoder.llm.cache import CompletionCache
 
     return CompletionCache(tmp / "cache.sqlite")
+
+
+def test_sdk_default_httpx_transport_retries_the_same_way(tmp_path: Path) -> None:
+    """The aiohttp transport is an optimisation; without it the same faults are handled."""
+    with FakeServer() as server:
+        provider = OpenAIProvider("fake", base_url=server.base_url, timeout_s=0.5, transport="httpx")
+        assert provider.transport == "httpx"
+        server.push(Fault.rate_limit("0"), Fault.bad_json(), Fault.hang(2.0))
+
+        async def go():
+            client = LLMClient(provider, _cache(tmp_path), max_attempts=4, backoff_s=0.01)
+            try:
+                return await client.complete(ChatRequest.user("x")), client.usage()
+            finally:
+                await client.aclose()
+
+        result, usage = asyncio.run(go())
+        assert server.count() == 4
+    assert "```python" in result.text and usage["retries"] == 3
