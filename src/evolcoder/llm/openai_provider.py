@@ -78,6 +78,14 @@ def _http_client(timeout_s: float, concurrency: int) -> Any:
         return None
 
 
+def _aiohttp_available() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(openai, "DefaultAioHttpClient")
+
+
 class OpenAIProvider:
     """One `AsyncOpenAI` client with a connection pool sized for `llm.concurrency`."""
 
@@ -86,12 +94,22 @@ class OpenAIProvider:
     def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0,
                  concurrency: int = 8, transport: str = "auto") -> None:
         self.model = model
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        api_key = api_key_for(base_url)
-        http = _http_client(timeout_s, concurrency) if transport == "auto" else None
-        self.transport = "aiohttp" if http is not None else "httpx"
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0,
-                                   http_client=http)
+        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self._api_key = api_key_for(self._base_url)  # fail before any work, not at the first miss
+        self._timeout_s = timeout_s
+        self._concurrency = concurrency
+        self.transport = "aiohttp" if transport == "auto" and _aiohttp_available() else "httpx"
+        self._client: AsyncOpenAI | None = None
+
+    @property
+    def client(self) -> AsyncOpenAI:
+        """Built on the first paid call: a fully cached re-run never sets up HTTP or TLS."""
+        if self._client is None:
+            http = _http_client(self._timeout_s, self._concurrency) if self.transport == "aiohttp" else None
+            self.transport = "aiohttp" if http is not None else "httpx"
+            self._client = AsyncOpenAI(base_url=self._base_url, api_key=self._api_key, timeout=self._timeout_s,
+                                       max_retries=0, http_client=http)
+        return self._client
 
     @classmethod
     def from_config(cls, cfg: LLMConfig) -> "OpenAIProvider":
@@ -110,7 +128,7 @@ class OpenAIProvider:
             "seed": request.seed,
         }
         try:
-            response = await self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            response = await self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         except openai.APIStatusError as exc:
             if exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
                 raise TransientError(f"HTTP {exc.status_code}: {exc.message}",
@@ -133,4 +151,5 @@ class OpenAIProvider:
         )
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._client is not None:
+            await self._client.close()
