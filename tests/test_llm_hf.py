@@ -101,3 +101,14 @@ def test_through_the_client_a_rerun_generates_nothing(tmp_path: Path, tiny_model
     assert sum(batches1) == 5 and batches2 == []
     assert usage1["requests"] == 5 and usage2["requests"] == 0 and usage2["cache_hits"] == 5
     assert [r.text for r in first] == [r.text for r in second]
+
+
+def test_materialised_model_dir_is_followed_and_its_hash_keys_the_cache(tmp_path: Path,
+                                                                        tiny_model_dir: Path) -> None:
+    from evolcoder.models import materialize
+
+    info = materialize(str(tiny_model_dir), tmp_path / "base")
+    provider = HFProvider(str(tmp_path / "base"))
+    assert provider.model == f"{tmp_path / 'base'}#{info['sha256'][:16]}"
+    [completion] = asyncio.run(_gather(provider, _reqs(1)))
+    assert completion.completion_tokens >= 1

@@ -84,8 +84,9 @@ class HFProvider:
 
         self.model = model_identity(model)
         self.batch_size = batch_size
-        self._lm, self._tok = _load(model)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # CPU keeps fp32 weights under bf16 autocast (fast here); a GPU loads the checkpoint's dtype.
+        self._lm, self._tok = _load(model, "float32" if self.device == "cpu" else "auto")
         self._lm.to(self.device).eval()
         self.has_chat_template = bool(getattr(self._tok, "chat_template", None))
         self._queue: list[_Pending] = []
@@ -189,8 +190,8 @@ def _batch_seed(requests: list[ChatRequest]) -> int:
     return int.from_bytes(digest.digest()[:8], "big") % (2**63)
 
 
-def _load(model: str) -> tuple[Any, Any]:
-    """Through `evolcoder.models` (follows model_ref.json, fp32 weights, left padding)."""
+def _load(model: str, dtype: str) -> tuple[Any, Any]:
+    """Through `evolcoder.models` (follows model_ref.json, pad token guaranteed, left padding)."""
     try:
         from evolcoder.models import load_causal_lm
     except ImportError:  # the models module is optional for this provider
@@ -199,6 +200,6 @@ def _load(model: str) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(model, padding_side="left")
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        return AutoModelForCausalLM.from_pretrained(model), tok
-    lm, tok = load_causal_lm(model, padding_side="left")
+        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype), tok
+    lm, tok = load_causal_lm(model, dtype=dtype, padding_side="left")
     return lm, tok
