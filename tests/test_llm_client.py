@@ -105,3 +105,18 @@ def test_subprocess_server_serves_the_client(tmp_path: Path) -> None:
         stats = remote_stats(url)
     assert stats["paths"] == {"/v1/chat/completions": 16} and len(stats["completed"]) == 16
     assert all(re.search(r"```python\n", r.text) for r in results)
+
+
+def test_backoff_doubles_with_jitter_and_retry_after_is_capped(tmp_path: Path) -> None:
+    from evolcoder.llm.cache import CompletionCache
+    from evolcoder.llm.client import MAX_BACKOFF_S, MAX_RETRY_AFTER_S, LLMClient
+    from evolcoder.llm.openai_provider import OpenAIProvider
+
+    client = LLMClient(OpenAIProvider("m", base_url="http://127.0.0.1:9/v1"),
+                       CompletionCache(tmp_path / "c.sqlite"), backoff_s=0.5)
+    for attempt in range(1, 10):
+        expected = min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1))
+        assert expected <= client._delay(attempt, None) <= 1.25 * expected
+    assert 7.0 <= client._delay(1, 7.0) <= 1.25 * 7.0
+    assert client._delay(1, 86400.0) <= 1.25 * MAX_RETRY_AFTER_S
+    client.cache.close()

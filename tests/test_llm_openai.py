@@ -170,3 +170,16 @@ def test_sdk_default_httpx_transport_retries_the_same_way(tmp_path: Path) -> Non
         result, usage = asyncio.run(go())
         assert server.count() == 4
     assert "```python" in result.text and usage["retries"] == 3
+
+
+@pytest.mark.parametrize("status, words", [(401, "OPENAI_API_KEY"), (403, "OPENAI_API_KEY"),
+                                           (404, "llm.model")])
+def test_wrong_key_or_model_stops_with_a_config_error(tmp_path: Path, status: int, words: str) -> None:
+    """Every request would fail alike, so the stage stops instead of failing each item."""
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        server.push(Fault.error(status))
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+        assert server.count() == 1
+    assert isinstance(result, ConfigError) and words in str(result)
+    assert usage["failures"] == 1 and usage["retries"] == 0

@@ -7,7 +7,9 @@ are coalesced, so even a single run never pays twice for the same content.
 
 Retries live here, not in the provider SDK, so they are counted and logged: exponential
 backoff with jitter, or the server's `Retry-After` when it gives one, up to
-`llm.max_attempts` attempts on `TransientError`. Anything else fails the request at once.
+`llm.max_attempts` attempts on `TransientError`. Anything else fails the request at once
+(`LLMError`), except a `ConfigError` (rejected key, unknown model, wrong URL), which
+would fail every request alike and so propagates to stop the stage.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolcoder.config import LLMConfig
+from evolcoder.config import ConfigError, LLMConfig
 from evolcoder.llm.base import ChatRequest, Completion, Provider, TransientError
 from evolcoder.llm.cache import CallLog, CompletionCache
 
 MAX_BACKOFF_S = 60.0
+MAX_RETRY_AFTER_S = 300.0  # a misconfigured server asking for hours must not hang a stage silently
 
 
 class LLMError(RuntimeError):
@@ -121,7 +124,10 @@ class LLMClient:
                     await asyncio.sleep(self._delay(attempts, exc.retry_after))
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # permanent: bad request, auth, unknown model...
+                except ConfigError as exc:  # wrong key, model or URL: every request would fail, so stop
+                    self._fail(key, start, attempts, exc)
+                    raise
+                except Exception as exc:  # permanent for this request: bad request, context too long...
                     self._fail(key, start, attempts, exc)
                     raise LLMError(f"{type(exc).__name__}: {exc}") from exc
         latency = time.perf_counter() - start
@@ -134,8 +140,8 @@ class LLMClient:
                           False, latency)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Server's Retry-After if given, else base * 2^(attempt-1), both with up to 25% jitter."""
-        base = retry_after if retry_after is not None else min(
+        """Server's Retry-After if given (capped), else base * 2^(attempt-1); both jittered up to 25%."""
+        base = min(retry_after, MAX_RETRY_AFTER_S) if retry_after is not None else min(
             MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
         return base * (1.0 + 0.25 * self._jitter.random())
 

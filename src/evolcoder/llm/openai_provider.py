@@ -129,6 +129,12 @@ class OpenAIProvider:
         }
         try:
             response = await self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise ConfigError(f"{self._where()} rejected the API key from OPENAI_API_KEY "
+                              f"(HTTP {exc.status_code}): {exc.message}") from exc
+        except openai.NotFoundError as exc:
+            raise ConfigError(f"params: llm.model: {self.model!r} or llm.base_url {self._where()} not found "
+                              f"(HTTP 404; does base_url end in /v1?): {exc.message}") from exc
         except openai.APIStatusError as exc:
             if exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
                 raise TransientError(f"HTTP {exc.status_code}: {exc.message}",
@@ -149,6 +155,9 @@ class OpenAIProvider:
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             finish_reason=choice.finish_reason,
         )
+
+    def _where(self) -> str:
+        return self._base_url or "api.openai.com"
 
     async def aclose(self) -> None:
         if self._client is not None:
