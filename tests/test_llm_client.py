@@ -120,3 +120,17 @@ def test_backoff_doubles_with_jitter_and_retry_after_is_capped(tmp_path: Path) -
     assert 7.0 <= client._delay(1, 7.0) <= 1.25 * 7.0
     assert client._delay(1, 86400.0) <= 1.25 * MAX_RETRY_AFTER_S
     client.cache.close()
+
+
+def test_fake_server_speaks_completions_and_models_to_the_real_sdk() -> None:
+    import openai
+
+    with FakeServer() as server:
+        sdk = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        assert [m.id for m in sdk.models.list()] == ["fake-model"]
+        text = sdk.completions.create(model="m", prompt="Sum a list.").choices[0].text
+        server.push("scripted reply")
+        chat = sdk.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        assert server.count("/v1/completions") == 1 and server.count("/v1/models") == 1
+    assert "```python" in text and chat.choices[0].message.content == "scripted reply"
+    assert chat.usage.completion_tokens == 2
