@@ -214,3 +214,14 @@ def test_several_processes_share_one_cache(tmp_path: Path) -> None:
         assert c.get("p2-149") == Completion("p2-149", 1, 1, None)
         [row] = c.stats()
     assert (row["requests"], row["cache_hits"]) == (450, 450)
+
+
+def test_evolcoder_cache_env_overrides_the_params_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared" / "cache.sqlite"
+    monkeypatch.setenv("EVOLCODER_CACHE", str(shared))
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path / "workspace")
+        _run(cfg, _requests(2))
+    assert shared.is_file() and not Path(cfg.cache).exists()
+    out = CliRunner().invoke(cli, ["cache", "stats", "--params", str(tmp_path / "absent.yaml"), "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["completions"] == 2

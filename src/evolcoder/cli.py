@@ -76,13 +76,14 @@ def _cache_path(path: str | None, params: str) -> str:
     from pathlib import Path
 
     from evolcoder.config import LLMConfig, load_section
+    from evolcoder.llm.client import cache_location
 
-    return load_section(LLMConfig, "llm", params).cache if Path(params).is_file() else LLMConfig().cache
+    return cache_location(load_section(LLMConfig, "llm", params) if Path(params).is_file() else LLMConfig())
 
 
 @cache_group.command("stats")
 @click.option("--cache", "cache_path", default=None, type=click.Path(dir_okay=False),
-              help="Cache file (default: llm.cache from --params).")
+              help="Cache file (default: $EVOLCODER_CACHE, else llm.cache from --params).")
 @click.option("--params", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
               help="params.yaml to read llm.cache and llm.price_per_1k from.")
 @click.option("--stage", default=None, help="Only this stage (as logged, e.g. round@2).")

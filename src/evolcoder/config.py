@@ -100,7 +100,9 @@ class LLMConfig:
     max_tokens: int = _help("Max new tokens per completion.", 2048)
     timeout_s: float = _help("Per-request timeout in seconds.", 120.0)
     max_attempts: int = _help("Attempts per request on 429/5xx/timeouts (exponential backoff, jitter).", 6)
-    cache: str = _help("SQLite completion cache shared by all stages (git-ignored, outside DVC outs).",
+    cache: str = _help("SQLite completion cache shared by all stages (git-ignored, outside DVC outs). "
+                       "$EVOLCODER_CACHE overrides it, e.g. an absolute path for `dvc exp run --temp/--queue`, "
+                       "whose temporary workspaces would otherwise start with an empty cache.",
                        ".evolcoder/cache.sqlite")
     max_calls: int = _help("Stop cleanly after this many paid (uncached) calls in one stage; 0 = unlimited.", 0)
     price_per_1k: dict[str, float] | None = _help(

@@ -15,6 +15,7 @@ would fail every request alike and so propagates to stop the stage.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -177,6 +178,11 @@ def estimate_cost(prompt_tokens: int, completion_tokens: int, price_per_1k: dict
                  + completion_tokens / 1000 * price_per_1k.get("completion", 0.0), 6)
 
 
+def cache_location(cfg: LLMConfig) -> str:
+    """`$EVOLCODER_CACHE` if set (shared across DVC temp workspaces), else `llm.cache`."""
+    return os.environ.get("EVOLCODER_CACHE") or cfg.cache
+
+
 def make_provider(cfg: LLMConfig, model_path: str | None = None) -> Provider:
     """The backend named by `llm.provider` (imported lazily: torch is slow to import).
 
@@ -195,7 +201,7 @@ def make_provider(cfg: LLMConfig, model_path: str | None = None) -> Provider:
 def make_client(cfg: LLMConfig, *, stage: str = "", cache_path: str | None = None,
                 model_path: str | None = None, provider: Provider | None = None) -> LLMClient:
     """A client for one stage (`stage` labels its rows in the call log)."""
-    cache = CompletionCache(Path(cache_path or cfg.cache))
+    cache = CompletionCache(Path(cache_path or cache_location(cfg)))
     try:
         backend = provider or make_provider(cfg, model_path)
     except BaseException:
