@@ -151,10 +151,14 @@ class HFProvider:
                         add_special_tokens=not self.has_chat_template).to(self.device)
         stops = () if self.has_chat_template else (STOP_MARKER,)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self._tok.pad_token_id}
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if first.temperature > 0:
-            kwargs.update(do_sample=True, temperature=first.temperature, top_p=first.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None)
+            from transformers import LogitsProcessorList
+
+            from evolcoder.sampling import CandidateSampler
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [CandidateSampler(first.temperature, first.top_p, seed=_batch_seed(requests))])
         if stops:
             kwargs.update(stop_strings=list(stops), tokenizer=self._tok)
         seed = _batch_seed(requests)
