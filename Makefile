@@ -6,6 +6,10 @@ BIN := $(VENV)/bin
 # pull a multi-GB CUDA build. GPU users may install their own torch first.
 TORCH := torch==2.13.0
 TEST_ARGS ?=
+# Local copies of the public benchmarks for offline machines (see README, data sources).
+ifneq ($(wildcard ../shared/data),)
+export EVOLCODER_DATA_DIR ?= $(abspath ../shared/data)
+endif
 
 .PHONY: help venv install install-dev repro test bench toolchains clean
 
