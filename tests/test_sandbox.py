@@ -1,0 +1,330 @@
+"""Hostile suite: each containment promise of `evolcoder.sandbox`, attacked for real.
+
+Every test is bounded (pytest timeout, a sandbox with small limits), so a broken sandbox
+fails a test instead of taking the machine down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from evolcoder.sandbox import Limits, Sandbox, decode, digest, encode
+
+pytestmark = pytest.mark.timeout(60)
+
+LIMITS = Limits(timeout_s=2.0, memory_mb=256, disk_mb=8, nproc=64, output_bytes=4096)
+ROOT = os.geteuid() == 0
+SECRET = "evolcoder-test-secret-7f3a"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    os.environ["EVOLCODER_TEST_SECRET"] = SECRET
+    try:
+        with Sandbox(2, LIMITS) as box:
+            yield box
+    finally:
+        os.environ.pop("EVOLCODER_TEST_SECRET", None)
+
+
+def run(box: Sandbox, code: str, **extra):
+    return box.run({"kind": "python", "code": textwrap.dedent(code), **extra})
+
+
+def sandbox_processes(box: Sandbox) -> list[int]:
+    """Host pids still owned by any of this pool's sandbox uids."""
+    uids = {h.uid for h in box._all}
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid in uids:
+                    found.append(int(entry))
+            except FileNotFoundError:
+                pass
+    return found
+
+
+def test_full_isolation_is_available_as_root(sandbox):
+    if not ROOT:
+        pytest.skip("containment features need root; warnings are checked below")
+    assert {"pidns", "netns", "chroot", "readonly-root", "uid-drop", "cgroups"} <= set(sandbox.features)
+    assert sandbox.warnings == ()
+
+
+def test_honest_programs_pass_and_failures_fail(sandbox):
+    assert run(sandbox, "assert sum(range(10)) == 45").passed
+    bad = run(sandbox, "assert 1 == 2, 'nope'")
+    assert bad.status == "failed" and "AssertionError" in bad.reason
+
+
+@pytest.mark.parametrize("code", [
+    "import os\nos._exit(0)",
+    "import sys\nsys.exit(0)",
+    "raise SystemExit(0)",
+    "import atexit, os\natexit.register(lambda: os._exit(0))\nassert False",
+    "import sys, os\nsys.excepthook = lambda *a: os._exit(0)\nassert False",
+    "print('passed')\nprint('PASS')\nassert False",
+    # writing fake verdicts on every descriptor does not help without the per-sample token
+    "import os\nfor fd in range(3, 64):\n    try: os.write(fd, b'PASS 0000\\n')\n    except OSError: pass\nassert False",
+    # a forked copy of the program finishing normally must not report for the harness
+    "import os, time\nif os.fork() != 0:\n    time.sleep(0.5)\n    assert False",
+    "import threading, os, time\nthreading.Thread(target=lambda: os._exit(0)).start()\ntime.sleep(1)\nassert False",
+])
+def test_a_pass_cannot_be_forged(sandbox, code):
+    result = run(sandbox, code)
+    assert not result.passed, result
+
+
+def test_infinite_loop_is_killed_at_the_deadline(sandbox):
+    start = time.monotonic()
+    result = run(sandbox, "while True: pass", timeout=1.0)
+    assert result.status == "timed out"
+    assert time.monotonic() - start < 5
+
+
+def test_hang_in_c_code_with_signals_blocked_is_killed(sandbox):
+    code = """
+        import ctypes, signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, set(signal.Signals))
+        for s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT, signal.SIGXCPU):
+            signal.signal(s, signal.SIG_IGN)
+        ctypes.CDLL(None).sleep(1000)
+    """
+    start = time.monotonic()
+    result = run(sandbox, code, timeout=1.0)
+    assert result.status == "timed out"
+    assert time.monotonic() - start < 5
+    assert not sandbox_processes(sandbox)
+
+
+def test_memory_limit(sandbox):
+    result = run(sandbox, "x = bytearray(1 << 30)\nprint(len(x))")
+    assert result.status == "failed" and "MemoryError" in result.reason
+    # a forked child that allocates is bounded too (rlimit is inherited, cgroup is shared)
+    forked = run(sandbox, """
+        import os
+        pid = os.fork()
+        if pid == 0:
+            blocks = []
+            while True:
+                blocks.append(bytearray(16 << 20))
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+    """, timeout=10)
+    assert not forked.passed and forked.status != "timed out"
+
+
+def test_disk_cannot_be_filled(sandbox):
+    result = run(sandbox, """
+        with open("big", "wb") as f:
+            for _ in range(64):
+                f.write(b"x" * (1 << 20))
+    """)
+    assert result.status == "failed"
+    assert "limit" in result.reason or "No space" in result.reason or "Errno" in result.reason
+
+
+def test_fork_bomb_is_contained_and_reaped(sandbox):
+    result = run(sandbox, """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """, timeout=2.0)
+    assert not result.passed
+    assert not sandbox_processes(sandbox)
+    assert run(sandbox, "assert True").passed
+
+
+def test_setsid_daemons_and_grandchildren_do_not_survive(sandbox, tmp_path):
+    result = run(sandbox, """
+        import os, time
+        for _ in range(3):
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.setsid()
+                    signal_ignored = __import__("signal")
+                    signal_ignored.signal(signal_ignored.SIGTERM, signal_ignored.SIG_IGN)
+                    time.sleep(1000)
+                os._exit(0)
+        time.sleep(0.2)
+    """)
+    assert result.passed, result
+    time.sleep(0.2)
+    assert not sandbox_processes(sandbox)
+
+
+@pytest.mark.skipif(not ROOT, reason="filesystem isolation needs root")
+def test_cannot_write_or_delete_outside_its_directory(sandbox, tmp_path):
+    shared = tmp_path / "world_writable"
+    shared.mkdir()
+    shared.chmod(0o777)
+    victim = shared / "victim.txt"
+    victim.write_text("keep me")
+    victim.chmod(0o666)
+    code = f"""
+        import os
+        errors = 0
+        for attempt in (lambda: open({str(shared / 'new.txt')!r}, "w"),
+                        lambda: open({str(victim)!r}, "w"),
+                        lambda: os.remove({str(victim)!r}),
+                        lambda: open("/tmp/../etc/evil", "w"),
+                        lambda: open({os.getcwd() + '/evil'!r}, "w")):
+            try:
+                attempt()
+            except OSError:
+                errors += 1
+        assert errors == 5, errors
+        open("mine.txt", "w").write("ok")  # its own directory is writable
+    """
+    result = run(sandbox, code)
+    assert result.passed, result
+    assert victim.read_text() == "keep me"
+    assert sorted(p.name for p in shared.iterdir()) == ["victim.txt"]
+
+
+@pytest.mark.skipif(not ROOT, reason="network namespaces need root")
+def test_network_is_unreachable(sandbox):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    accepted: list = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    try:
+        result = run(sandbox, f"""
+            import socket
+            for host in ("127.0.0.1", "1.1.1.1"):
+                try:
+                    socket.create_connection((host, {port}), timeout=1)
+                except OSError:
+                    continue
+                raise SystemError("connected to " + host)
+        """, timeout=5)
+        assert result.passed, result
+        assert accepted == []
+    finally:
+        server.close()
+
+
+def test_parent_environment_is_not_visible(sandbox):
+    result = run(sandbox, f"""
+        import os
+        assert not any({SECRET!r} in v for v in os.environ.values()), "secret in environ"
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    data = open(f"/proc/{{pid}}/environ", "rb").read()
+                except OSError:
+                    continue
+                assert {SECRET!r}.encode() not in data, "secret readable via /proc/" + pid
+    """)
+    assert result.passed, result
+
+
+def test_sample_cannot_kill_the_harness(sandbox):
+    result = run(sandbox, """
+        import os, signal
+        for target in (os.getppid(), 1, -1):
+            try:
+                os.kill(target, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in range(2, 4000):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    """)
+    assert result.status in ("passed", "failed")
+    assert all(h.proc.poll() is None for h in sandbox._all), "a worker was killed"
+    assert run(sandbox, "assert True").passed
+
+
+def test_no_root_inside(sandbox):
+    if not ROOT:
+        pytest.skip("uid drop only applies when the harness is root")
+    result = run(sandbox, """
+        import os
+        assert os.getuid() != 0 and os.geteuid() != 0
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+        else:
+            raise SystemError("became root")
+    """)
+    assert result.passed, result
+
+
+def test_unbounded_output_is_capped(sandbox):
+    result = run(sandbox, "import sys\nfor _ in range(2000):\n    sys.stdout.write('x' * 10000)\n")
+    assert result.passed
+    assert len(result.output) <= LIMITS.output_bytes
+    flood = run(sandbox, "while True:\n    print('y' * 1000)", timeout=1.0)
+    assert flood.status == "timed out" and len(flood.output) <= LIMITS.output_bytes
+
+
+def test_io_jobs_return_plain_data_and_refuse_lying_objects(sandbox):
+    code = textwrap.dedent("""
+        class Liar:
+            def __eq__(self, other):
+                return True
+        def f(kind):
+            return {"tuple": (1, 2.5, "a"), "set": {1, 2}, "liar": Liar(), "big": 10 ** 5000}[kind]
+    """)
+    result = sandbox.run({"kind": "io", "code": code, "entry_point": "f",
+                          "inputs": encode([["tuple"], ["set"], ["liar"], ["big"]])})
+    assert result.passed
+    first, second, third, fourth = result.data
+    assert decode(first["ok"]) == (1, 2.5, "a") and type(decode(first["ok"])) is tuple
+    assert decode(second["ok"]) == {1, 2}
+    assert "error" in third and "Liar" in third["error"]
+    assert decode(fourth["ok"]) == 10 ** 5000
+
+
+def test_encoding_round_trip_and_digest():
+    value = [None, True, 3, -1.5, float("inf"), "s", (1, (2,)), {3}, frozenset({4}), {"k": [1]}, 1 + 2j, b"\x00"]
+    assert decode(encode(value)) == value
+    assert digest(encode({"b", "a", "c"})) == digest(encode({"c", "b", "a"}))
+    with pytest.raises(TypeError):
+        encode(object())
+
+
+def test_worker_death_is_reported_and_recovered(sandbox):
+    victim = sandbox._all[0]
+    victim.proc.kill()
+    victim.proc.wait()
+    results = [sandbox.run({"kind": "python", "code": "assert True"}) for _ in range(4)]
+    assert any(r.status == "error" and "worker died" in r.reason for r in results)
+    assert results[-1].passed
+    assert run(sandbox, "assert True").passed
+
+
+def test_pool_startup_and_many_samples_are_quick(sandbox):
+    """Not a timing assertion: checks that a batch completes and keeps input order."""
+    jobs = [{"kind": "python", "code": f"assert {i} == {i}" if i % 3 else "assert False"} for i in range(60)]
+    results = sandbox.map(jobs)
+    assert [r.passed for r in results] == [bool(i % 3) for i in range(60)]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux sandbox")
+def test_private_root_home_is_hidden(sandbox):
+    if not ROOT or stat.S_IMODE(os.stat("/root").st_mode) & 0o005:
+        pytest.skip("/root is not private here")
+    result = run(sandbox, "import os\nprint(sorted(os.listdir('/root')))")
+    assert result.passed
+    hidden = set(os.listdir("/root")) - {".pyenv", ".cargo", ".rustup"}
+    assert not any(name in result.output for name in hidden if len(name) > 3)
