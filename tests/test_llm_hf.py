@@ -112,3 +112,21 @@ def test_materialised_model_dir_is_followed_and_its_hash_keys_the_cache(tmp_path
     assert provider.model == f"{tmp_path / 'base'}#{info['sha256'][:16]}"
     [completion] = asyncio.run(_gather(provider, _reqs(1)))
     assert completion.completion_tokens >= 1
+
+
+def test_stop_criterion_stops_only_rows_whose_generated_text_has_the_marker(tiny_model_dir: Path) -> None:
+    import torch
+
+    from evolcoder.llm.hf_provider import _stop_on_text
+
+    provider = HFProvider(str(tiny_model_dir))
+    tok = provider._tok
+    prompt = tok(f"{STOP_MARKER}\nSort a list.\n\n### Response:\n", return_tensors="pt")["input_ids"][0]
+    done = tok("def f():\n    pass\n\n### Instruction:\n", return_tensors="pt")["input_ids"][0]
+    going = tok("def f():\n    return sorted(x)\n", return_tensors="pt")["input_ids"][0]
+    width = max(len(done), len(going))
+    pad = tok.pad_token_id
+    rows = [torch.cat([prompt, torch.full((width - len(t),), pad), t]) for t in (done, going)]
+    criterion = _stop_on_text(tok, len(prompt), (STOP_MARKER,), tail=width)
+    assert criterion(torch.stack(rows), None).tolist() == [True, False]
+    assert criterion(prompt.unsqueeze(0), None).tolist() == [False], "the prompt's own marker must not count"

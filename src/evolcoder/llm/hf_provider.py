@@ -9,6 +9,9 @@ Prompts: a tokenizer with a chat template gets the messages through it; a base m
 without one gets a plain completion prompt with one worked example (instruction ->
 response) and generation stops at the next `### Instruction:` marker.
 
+Speed on CPU: weights are held in bf16 and run under bf16 autocast (about 2x faster than
+fp32 here), and stop strings are checked on the last few decoded tokens only.
+
 Reproducibility: sampling is seeded per batch from the requests' seeds and contents, so a
 re-run with the same batch composition reproduces the same texts. Batched sampling is
 *not* bitwise independent of batch composition (padding and batch-shaped kernels change
@@ -85,8 +88,10 @@ class HFProvider:
         self.model = model_identity(model)
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        # CPU keeps fp32 weights under bf16 autocast (fast here); a GPU loads the checkpoint's dtype.
-        self._lm, self._tok = _load(model, "float32" if self.device == "cpu" else "auto")
+        # Inference only, so bf16 storage loses nothing that matters; on CPU it also spares bf16
+        # autocast re-casting every fp32 weight at each decoding step (Gemma-3-270m, batch 4:
+        # 33 s vs 72 s for 16 tokens here). A GPU loads the checkpoint's own dtype.
+        self._lm, self._tok = _load(model, "bfloat16" if self.device == "cpu" else "auto")
         self._lm.to(self.device).eval()
         self.has_chat_template = bool(getattr(self._tok, "chat_template", None))
         self._queue: list[_Pending] = []
@@ -143,6 +148,7 @@ class HFProvider:
 
     def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
         import torch
+        from transformers import StoppingCriteriaList
 
         self.batches.append(len(requests))
         prompts = [self.build_prompt(r) for r in requests]
@@ -160,7 +166,8 @@ class HFProvider:
             kwargs["logits_processor"] = LogitsProcessorList(
                 [CandidateSampler(first.temperature, first.top_p, seed=_batch_seed(requests))])
         if stops:
-            kwargs.update(stop_strings=list(stops), tokenizer=self._tok)
+            stop = _stop_on_text(self._tok, enc["input_ids"].shape[1], stops)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         seed = _batch_seed(requests)
         autocast = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16,
                                   enabled=self.device == "cpu" or torch.cuda.is_bf16_supported())
@@ -172,12 +179,34 @@ class HFProvider:
         results = []
         for row, mask in zip(out, enc["attention_mask"]):
             new = row[width:].tolist()
+            while new and new[-1] == self._tok.pad_token_id and new[-1] not in eos:
+                new.pop()  # rows that stopped early are padded to the batch's length
             n_new = next((i + 1 for i, t in enumerate(new) if t in eos), len(new))
             text, stopped = cut_at_stop(self._tok.decode(new[:n_new], skip_special_tokens=True), stops)
             finished = stopped or (n_new > 0 and new[n_new - 1] in eos)
             results.append(Completion(text=text.strip(), prompt_tokens=int(mask.sum()),
                                       completion_tokens=n_new, finish_reason="stop" if finished else "length"))
         return results
+
+
+def _stop_on_text(tokenizer: Any, prompt_len: int, stops: tuple[str, ...], tail: int = 16) -> Any:
+    """A per-row StoppingCriteria: stop a row once its generated text contains a stop string.
+
+    transformers' own `stop_strings` rebuilds a table over the whole vocabulary on every
+    `generate()` call (~18 s per call for Gemma's 262k-token vocabulary on this CPU);
+    decoding the last few generated tokens per step costs microseconds.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopOnText(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            start = max(prompt_len, input_ids.shape[1] - tail)
+            tails = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+            return torch.tensor([any(s in t for s in stops) for t in tails], dtype=torch.bool,
+                                device=input_ids.device)
+
+    return StopOnText()
 
 
 def _as_set(value: Any) -> set[int]:
