@@ -44,7 +44,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     from evolcoder.problems import load_benchmark
 
     benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
-    check_model(model, gen_cfg.backend)
+    check_model(model, gen_cfg.backend, local=True)
     backend = make_backend(gen_cfg, model)
 
     out = Path(out_dir)
@@ -72,7 +72,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
                    f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)", err=True)
     result = {**scores, "provenance": {
         "role": role, "model": model_provenance(model), "base_model": base_model,
-        "decoding": decoding_settings(gen_cfg, mode), "datasets": datasets, "runs": runs,
+        "decoding": decoding_settings(gen_cfg, mode, backend.name), "datasets": datasets, "runs": runs,
         "params": {"generate": to_dict(gen_cfg), section: to_dict(cfg)},
         "wall_s": round(time.perf_counter() - started, 3)}}
     if out.exists():

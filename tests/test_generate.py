@@ -172,3 +172,41 @@ def test_vllm_missing_is_a_clear_error(tiny_model_dir: Path) -> None:
             make_backend(cfg(backend="vllm"), str(tiny_model_dir))
     else:
         pytest.skip("vllm is installed here")
+
+
+def test_generate_cli_fails_fast_and_writes_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from evolcoder.cli import main
+
+    out = tmp_path / "samples.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(main, ["generate", "--benchmark", "humaneval-x", "--model", str(tmp_path),
+                                  "--out", str(out), "--params", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert "error: unknown benchmark 'humaneval-x'" in result.output
+    result = runner.invoke(main, ["generate", "--benchmark", "humaneval", "--model", str(tmp_path / "missing"),
+                                  "--out", str(out), "--params", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert f"error: model {tmp_path / 'missing'}: directory not found" in result.output
+    result = runner.invoke(main, ["generate", "--benchmark", "humaneval", "--model", "x", "--out", str(out),
+                                  "--params", str(tmp_path / "none.yaml"), "--set", "n=3"])
+    assert result.exit_code == 2
+    assert "params: generate.n: is 3 but greedy decoding" in result.output
+    assert not out.exists()
+
+
+def test_generate_cli_with_tiny_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from evolcoder.cli import main
+    from evolcoder.execute import read_samples
+
+    out = tmp_path / "samples.jsonl"
+    result = CliRunner().invoke(main, [
+        "generate", "--benchmark", "mbpp", "--model", str(tiny_model_dir), "--out", str(out), "--limit", "2",
+        "--params", str(tmp_path / "none.yaml"), "--set", "max_new_tokens=8", "--set", "dtype=float32",
+        "--mode", "completion"])
+    assert result.exit_code == 0, result.output
+    samples = read_samples(out, load_benchmark("mbpp"))
+    assert [s["task_id"] for s in samples] == ["Mbpp/11", "Mbpp/12"]

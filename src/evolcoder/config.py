@@ -358,9 +358,11 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    backend: Literal["hf", "openai", "vllm"] = _help(
+    backend: Literal["auto", "hf", "openai", "vllm"] = _help(
         "`hf`: batched transformers generation in process; `openai`: an OpenAI-compatible "
-        "/v1/completions endpoint (vLLM, llama.cpp, TGI...); `vllm`: vLLM's offline engine.", "hf")
+        "/v1/completions endpoint (vLLM, llama.cpp, TGI...); `vllm`: vLLM's offline engine; "
+        "`auto`: vllm when it is installed and a GPU is visible, else hf (the one used is recorded).",
+        "auto")
     mode: Literal["instruct", "completion"] = _help(
         "Prompting of the fine-tuned model: `instruct` wraps the problem in WizardCoder's Alpaca "
         "eval prompt and extracts the code block; `completion` continues the bare prompt.", "instruct")
@@ -397,6 +399,7 @@ class GenerateConfig:
         _check(self.temperature > 0 or self.n == 1, "generate.n",
                f"is {self.n} but greedy decoding (temperature 0) gives n identical samples; "
                "set generate.temperature > 0")
+        _check(all(self.stop), "generate.stop", "stop strings must not be empty")
         _check(self.backend != "openai" or bool(self.base_url), "generate.base_url",
                "is required for backend openai")
 

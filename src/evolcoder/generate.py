@@ -139,23 +139,34 @@ def generate_samples(problems: Sequence[Problem], backend: Backend, cfg: Generat
     return samples, stats
 
 
-def decoding_settings(cfg: GenerateConfig, mode: str) -> dict[str, Any]:
-    """What decides the samples; goes into every metrics file."""
+def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None) -> dict[str, Any]:
+    """What decides the samples; goes into every metrics file (with the library versions
+    that shift greedy outputs: transformers, torch, vllm)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("transformers", "torch", "vllm"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
     return {"mode": mode, "n": cfg.n, "greedy": cfg.temperature == 0.0, "temperature": cfg.temperature,
             "top_p": cfg.top_p if cfg.temperature > 0 else None, "max_new_tokens": cfg.max_new_tokens,
-            "seed": cfg.seed, "backend": cfg.backend, "dtype": cfg.dtype, "extra_stops": list(cfg.stop),
-            "prompt": "wizardcoder-alpaca" if mode == "instruct" else "bare-prompt"}
+            "seed": cfg.seed, "backend": backend or resolve_backend(cfg.backend), "dtype": cfg.dtype,
+            "extra_stops": list(cfg.stop), "prompt": "wizardcoder-alpaca" if mode == "instruct" else "bare-prompt",
+            "versions": versions}
 
 
 # ---------------------------------------------------------------------------------------
 # Model checks and provenance
 
 
-def check_model(model: str, backend: str) -> str:
+def check_model(model: str, backend: str, *, local: bool = False) -> str:
     """Fail fast, naming the model, when a local model path is not usable.
 
     Anything that exists on disk must be a model directory (config.json or model_ref.json);
     something path-shaped that does not exist is an error rather than a hub id to try.
+    `local`: the model must be a directory (a DVC stage's model is always a dependency).
     """
     from evolcoder.models import REF_FILE
 
@@ -166,7 +177,7 @@ def check_model(model: str, backend: str) -> str:
         return model
     if backend == "openai":
         return model  # a name at the endpoint
-    if model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+    if local or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
         raise ConfigError(f"model {model}: directory not found")
     if model.count("/") == 1 and Path(model.split("/")[0]).is_dir():
         raise ConfigError(f"model {model}: directory not found (and {model.split('/')[0]}/ exists, so this "
@@ -194,11 +205,25 @@ def model_provenance(model: str) -> dict[str, Any]:
 # Backends
 
 
+def resolve_backend(backend: str) -> str:
+    """`auto` -> vllm where it can run (installed, CUDA visible), else hf."""
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return "hf"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "hf"
+
+
 def make_backend(cfg: GenerateConfig, model: str) -> Backend:
     check_model(model, cfg.backend)
-    if cfg.backend == "hf":
+    backend = resolve_backend(cfg.backend)
+    if backend == "hf":
         return HFBackend(model, dtype=cfg.dtype, device=cfg.device)
-    if cfg.backend == "openai":
+    if backend == "openai":
         return OpenAIBackend(cfg.base_url or "", cfg.api_model or model, api_key_env=cfg.api_key_env,
                              concurrency=cfg.concurrency, timeout_s=cfg.timeout_s)
     return VLLMBackend(model, dtype=cfg.dtype, seed=cfg.seed)
