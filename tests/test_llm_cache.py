@@ -20,7 +20,7 @@ from fakeserver import FakeServer, request_key
 from evolcoder.cli import main as cli
 from evolcoder.config import LLMConfig
 from evolcoder.llm.base import ChatRequest, Completion
-from evolcoder.llm.cache import CallLog, CompletionCache
+from evolcoder.llm.cache import CompletionCache
 from evolcoder.llm.client import BudgetExhausted, make_client
 
 
