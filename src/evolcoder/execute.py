@@ -96,7 +96,7 @@ def _validate(record: Any, where: str, line: int, benchmark: Benchmark | None) -
             task_id = f"Mbpp/{task_id}"
         else:
             raise DataError(f"{where}: unknown task_id {task_id!r} for benchmark {benchmark.name}")
-    sample = {"task_id": task_id, "line": line}
+    sample = {"task_id": task_id, "line": line, "where": where}
     for key in ("completion", "solution"):
         if key in record:
             if not isinstance(record[key], str):
@@ -295,8 +295,8 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
     floor = 3.0 if timeout is None else float(timeout)
     checked = [_validate(s, f"sample {i + 1}", s.get("line", i + 1), benchmark) if "empty" not in s else s
                for i, s in enumerate(samples)]
-    warnings = [f"line {s['line']}: empty completion for {s['task_id']}; counted as failed"
-                for s in checked if s["empty"]]
+    warnings = [f"{s.get('where', 'sample ' + str(s['line']))}: empty completion for {s['task_id']}; "
+                "counted as failed" for s in checked if s["empty"]]
     languages = {benchmark.by_id[s["task_id"]].language for s in checked}
     skipped = {lang: tool for lang in languages if (tool := missing_toolchain(lang))}
     for lang, tool in skipped.items():
@@ -341,6 +341,8 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
             passed, why = _judge_io(problem, result, refs[problem.task_id]["outputs"])
             summary = "passed" if passed else f"failed: {why}"
         row.update(passed=passed, result=summary, duration_s=round(result.duration_s, 6))
+        if not passed and result.output:
+            row["output_tail"] = result.output[-1000:]
     per_task, overall = _scores(results, ks)
     return ExecutionReport(results, overall, per_task, benchmark.provenance(), time.monotonic() - start,
                            sandbox_info, warnings + list(sandbox_info["warnings"]))
