@@ -181,12 +181,13 @@ def test_cannot_write_or_delete_outside_its_directory(sandbox, tmp_path):
                         lambda: open({str(victim)!r}, "w"),
                         lambda: os.remove({str(victim)!r}),
                         lambda: open("/tmp/../etc/evil", "w"),
+                        lambda: open("/tmp/evil", "w"),
                         lambda: open({os.getcwd() + '/evil'!r}, "w")):
             try:
                 attempt()
             except OSError:
                 errors += 1
-        assert errors == 5, errors
+        assert errors == 6, errors
         open("mine.txt", "w").write("ok")  # its own directory is writable
     """
     result = run(sandbox, code)
@@ -230,6 +231,17 @@ def test_parent_environment_is_not_visible(sandbox):
                 except OSError:
                     continue
                 assert {SECRET!r}.encode() not in data, "secret readable via /proc/" + pid
+    """)
+    assert result.passed, result
+
+
+def test_proc_shows_only_the_samples_own_processes(sandbox):
+    if not ROOT:
+        pytest.skip("private /proc needs root")
+    result = run(sandbox, """
+        import os
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        assert len(pids) == 1 and int(pids[0]) != os.getppid(), pids
     """)
     assert result.passed, result
 

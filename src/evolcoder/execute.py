@@ -26,7 +26,7 @@ from evolcoder.problems import Benchmark, Problem, cache_dir
 from evolcoder.sandbox import Limits, RunResult, Sandbox, decode, digest, encode
 
 TIME_FACTOR = 4.0
-REFERENCE_TIMEOUT_S = 120.0
+REFERENCE_TIMEOUT_S = 600.0
 _REFERENCE_FORMAT = 3
 _COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
 _JAVA_CP = "/usr/share/java/javatuples.jar"

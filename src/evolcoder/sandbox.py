@@ -29,6 +29,7 @@ import math
 import os
 import resource
 import select
+import shutil
 import signal
 import struct
 import sys
@@ -264,11 +265,16 @@ class _Worker:
                     _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
                 except OSError:
                     _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
-        for sub in ("tmp", "run", "var/tmp"):
+        for sub in ("run", "var/tmp"):
             target = os.path.join(root, sub)
             if os.path.isdir(target) and not os.path.islink(target):
                 _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY,
                        "size=4k,mode=755")
+        # The only writable place: one sample at a time gets a fresh 0700 directory in it.
+        _mount("tmpfs", os.path.join(root, "tmp"), "tmpfs", MS_NOSUID | MS_NODEV,
+               f"size={self.limits.disk_mb}m,nr_inodes=8192,mode=711")
+        # A private /proc instance that lists only the caller's own uid's processes.
+        _mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
         dev = os.path.join(root, "dev")
         _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
         for name in ("null", "zero", "random", "urandom"):
@@ -318,12 +324,13 @@ class _Worker:
         r_go, w_go = os.pipe()
         if self.pidns_fd >= 0:
             self._new_pidns()
+        work = self._workdir()
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
             try:
                 os.close(r_res), os.close(r_out), os.close(w_go)
-                self._child(job, nonce, w_res, w_out, r_go, timeout)
+                self._child(job, nonce, w_res, w_out, r_go, timeout, work)
             except BaseException:
                 import traceback
 
@@ -341,7 +348,22 @@ class _Worker:
         os.close(w_go)
         verdict, output, timed_out, status = self._supervise(pid, r_res, r_out, start + timeout)
         duration = time.monotonic() - start
+        shutil.rmtree(work, ignore_errors=True)
         return self._judge(verdict, output, timed_out, status, nonce, duration)
+
+    def _workdir(self) -> str:
+        """A fresh directory owned by the sample uid: in the jail's tmpfs, else a host temp dir."""
+        if self.jailed:
+            work = "/tmp/w"
+            shutil.rmtree(work, ignore_errors=True)
+            os.mkdir(work, 0o700)
+        else:
+            import tempfile
+
+            work = tempfile.mkdtemp(prefix="evolcoder-sample-")
+        if os.geteuid() == 0:
+            os.chown(work, self.uid, self.uid)
+        return work
 
     def _supervise(self, pid: int, r_res: int, r_out: int, deadline: float):
         cap = self.limits.output_bytes
@@ -430,34 +452,21 @@ class _Worker:
 
     # -- inside the jailed child (never returns) ------------------------------------------
 
-    def _child(self, job: dict, nonce: str, w_res: int, w_out: int, r_go: int, timeout: float) -> None:
-        keep = {w_res, w_out, r_go}
+    def _child(self, job: dict, nonce: str, w_res: int, w_out: int, r_go: int, timeout: float,
+               work: str) -> None:
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(w_out, 1)
         os.dup2(w_out, 2)
-        for fd in range(3, 1024):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        low = 3
+        for fd in sorted({w_res, w_out, r_go}):
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, 1 << 16)
         os.read(r_go, 1)
         os.close(r_go)
         lim = self.limits
         root = os.geteuid() == 0
-        if root and self.jailed:
-            _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-            _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-                   f"size={lim.disk_mb}m,nr_inodes=4096,mode=700,uid={self.uid},gid={self.uid}")
-            if self.pidns_fd >= 0:
-                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            work = "/tmp"
-        else:
-            import tempfile
-            work = tempfile.mkdtemp(prefix="evolcoder-sample-")
-            if root:
-                os.chown(work, self.uid, self.uid)
         os.chdir(work)
         if self.pidns_fd < 0:
             os.setsid()
