@@ -40,13 +40,8 @@ def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir:
 
 async def _run(plan: dict, llm: LLMConfig, items: list, model_dir: str | None, out_dir: str,
                progress: bool) -> None:
-    provider = None
-    if llm.provider == "transformers" and model_dir:
-        from evolcoder.llm.hf_provider import HFProvider
-
-        provider = HFProvider(model_dir, batch_size=llm.concurrency)
-        provider.model = llm.model  # cache identity is the params' model, not the local copy's path
-    client = make_client(llm, stage=f"round@{plan['round']}", provider=provider)
+    client = make_client(llm, stage=f"round@{plan['round']}",
+                         model_path=model_dir if llm.provider == "transformers" else None)
     try:
         result = await RoundRunner(plan, client).run(items, progress=progress)
     finally:

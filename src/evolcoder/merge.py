@@ -61,21 +61,17 @@ class ContaminationIndex:
 
 
 def load_index(cfg: MergeConfig) -> ContaminationIndex:
-    """Index the prompts of `cfg.decontaminate` benchmarks (all MBPP splits for `mbpp`)."""
+    """Index the prompts of `cfg.decontaminate` benchmarks (all 974 MBPP tasks for `mbpp`)."""
     from evolcoder.problems import load_benchmark
 
     texts: list[tuple[str, str]] = []
     names: list[tuple[str, str]] = []
     for bench in cfg.decontaminate:
-        variants = [bench]
-        if bench == "mbpp":
-            variants = ["mbpp", "mbpp-validation", "mbpp-train", "mbpp-prompt"]
-        for variant in variants:
-            benchmark = load_benchmark(variant, cfg.data_dir)
-            for problem in benchmark.problems:
-                texts.append((bench, problem.prompt))
-                if bench.startswith("humaneval"):
-                    names.append((bench, problem.entry_point))
+        benchmark = load_benchmark("mbpp-full" if bench == "mbpp" else bench, cfg.data_dir)
+        for problem in benchmark.problems:
+            texts.append((bench, problem.prompt))
+            if bench.startswith("humaneval"):
+                names.append((bench, problem.entry_point))
     return ContaminationIndex.build(texts, names, cfg.ngram)
 
 
