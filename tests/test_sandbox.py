@@ -340,3 +340,29 @@ def test_private_root_home_is_hidden(sandbox):
     assert result.passed
     hidden = set(os.listdir("/root")) - {".pyenv", ".cargo", ".rustup"}
     assert not any(name in result.output for name in hidden if len(name) > 3)
+
+
+@pytest.mark.skipif(not ROOT, reason="the uid-based fallback needs root")
+def test_fallback_without_namespaces_or_cgroups_still_contains(monkeypatch):
+    """Where namespaces/cgroups are missing the pool warns and falls back to rlimits, setsid
+    and killing everything the sample uid owns; forced here with EVOLCODER_SANDBOX_DISABLE."""
+    monkeypatch.setenv("EVOLCODER_SANDBOX_DISABLE", "namespaces,cgroups")
+    with Sandbox(1, LIMITS) as weak:
+        assert "pidns" not in weak.features and "chroot" not in weak.features
+        assert any("namespaces" in w for w in weak.warnings) and any("cgroups" in w for w in weak.warnings)
+        assert run(weak, "assert 2 + 2 == 4").passed
+        assert not run(weak, "import os\nos._exit(0)").passed
+        assert run(weak, "while True: pass", timeout=1.0).status == "timed out"
+        assert "MemoryError" in run(weak, "x = bytearray(1 << 30)").reason
+        daemon = run(weak, """
+            import os, time
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    time.sleep(1000)
+                os._exit(0)
+            time.sleep(0.2)
+        """)
+        assert daemon.passed, daemon
+        time.sleep(0.2)
+        assert not sandbox_processes(weak)

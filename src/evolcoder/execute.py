@@ -112,13 +112,26 @@ def _validate(record: Any, where: str, line: int, benchmark: Benchmark | None) -
 # Jobs
 
 
+_ENCODED_INPUTS: dict[tuple[str, int], Any] = {}
+
+
+def _encoded_inputs(problem: Problem) -> Any:
+    """Inputs in transport form, encoded once per problem rather than once per sample."""
+    key = (problem.task_id, id(problem))
+    if key not in _ENCODED_INPUTS:
+        if len(_ENCODED_INPUTS) > 64:
+            _ENCODED_INPUTS.clear()
+        _ENCODED_INPUTS[key] = encode(list(problem.inputs))
+    return _ENCODED_INPUTS[key]
+
+
 def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None = None) -> dict:
     """The sandbox job for one program; `skip` lists inputs excluded as dataset errata."""
     if problem.mode == "check":
         return {"kind": "python", "code": program + "\n\n" + problem.test, "timeout": timeout}
     if problem.mode == "io":
         return {"kind": "io", "code": program, "entry_point": problem.entry_point, "timeout": timeout,
-                "inputs": encode(list(problem.inputs)), "stop_on_error": skip is not None,
+                "inputs": _encoded_inputs(problem), "stop_on_error": skip is not None,
                 "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
                 and problem.entry_point in _NOT_NONE}
     source = program + "\n" + problem.test

@@ -45,7 +45,7 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 4, 38
+PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 4, 38, 36
 
 _VERDICT_LIMIT = 256 << 20
 _BIG_OUTPUT = 1 << 20  # outputs larger than this (as JSON) travel as a digest
@@ -226,6 +226,10 @@ class _Worker:
             self.warnings.append("not running as root: no namespaces, chroot, cgroups or uid drop; "
                                  "only rlimits and process-group kills contain samples")
             return
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of samples come back to be reaped
+        disabled = set(self.cfg.get("disable", ()))
+        if disabled:
+            self.warnings.append(f"disabled by EVOLCODER_SANDBOX_DISABLE: {', '.join(sorted(disabled))}")
         for path in self.cfg.get("cgroup_procs", []):
             try:
                 self.cgroup_fds.append(os.open(path, os.O_WRONLY))
@@ -233,6 +237,11 @@ class _Worker:
                 self.warnings.append(f"cgroup {path} unusable ({exc.strerror})")
         if self.cgroup_fds:
             self.features.append("cgroups")
+        if "namespaces" in disabled:
+            self.warnings.append("no namespaces: samples can reach the network and see the filesystem "
+                                 "(writes limited by uid); leftovers are killed by uid")
+            self.features.append("uid-drop")
+            return
         try:
             _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
             self.features += ["netns", "ipcns"]
@@ -248,8 +257,7 @@ class _Worker:
             self.features.append("pidns")
         except OSError as exc:
             self.pidns_fd = -1
-            self.warnings.append(f"PID namespaces unavailable ({exc}); leftover processes are killed by "
-                                 "process group only, which setsid() escapes")
+            self.warnings.append(f"PID namespaces unavailable ({exc}); leftover processes are killed by uid")
         self.features.append("uid-drop")
 
     def _build_root(self, root: str) -> None:
@@ -405,6 +413,7 @@ class _Worker:
             status = os.waitpid(pid, 0)[1]
         if self.pidns_fd < 0:
             self._kill(pid)
+            self._reap_uid()
         for fd in list(open_fds):
             os.set_blocking(fd, False)
             try:
@@ -421,6 +430,28 @@ class _Worker:
         for fd in (r_res, r_out) + ((pidfd,) if pidfd >= 0 else ()):
             os.close(fd)
         return bytes(res), bytes(out), timed_out, status
+
+    def _reap_uid(self) -> None:
+        """Without a PID namespace: SIGKILL everything the sample uid owns (kill -1 as that uid)."""
+        if os.geteuid() != 0:
+            return
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.setresgid(self.uid, self.uid, self.uid)
+                    os.setresuid(self.uid, self.uid, self.uid)
+                    os.kill(-1, signal.SIGKILL)
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # reap the (killed) orphans this subreaper inherited
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    time.sleep(0.002)
+            except ChildProcessError:
+                break
 
     def _kill(self, pid: int) -> None:
         for target in (pid, -pid):
@@ -623,12 +654,16 @@ def _worker_main() -> None:
 class _Cgroups:
     """Per-worker memory and pids cgroups (v1 or v2); absent ones are reported, not fatal."""
 
-    def __init__(self, name: str, limits: Limits) -> None:
+    def __init__(self, name: str, limits: Limits, enabled: bool = True) -> None:
         self.dirs: list[str] = []
         self.procs: list[str] = []
         self.warnings: list[str] = []
         mem = str(limits.memory_mb << 20)
         if os.geteuid() != 0:
+            return
+        if not enabled:
+            self.warnings.append("cgroups disabled: memory is bounded per process by RLIMIT_AS/RLIMIT_DATA "
+                                 "and processes by RLIMIT_NPROC only")
             return
         if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
             self._make("/sys/fs/cgroup", name, {"memory.max": mem, "memory.swap.max": "0",
@@ -674,7 +709,8 @@ class _Handle:
 
         self.index = index
         self.uid = 1_000_000 + (os.getpid() % 100_000) * 64 + index
-        self.cgroups = _Cgroups(f"{os.getpid()}-{index}", limits)
+        disable = [d for d in os.environ.get("EVOLCODER_SANDBOX_DISABLE", "").split(",") if d]
+        self.cgroups = _Cgroups(f"{os.getpid()}-{index}", limits, enabled="cgroups" not in disable)
         src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         code = f"import sys; sys.path.insert(0, {src!r}); from evolcoder.sandbox import _worker_main; _worker_main()"
         self.proc = subprocess.Popen(
@@ -685,7 +721,7 @@ class _Handle:
         expose = [sys.prefix, sys.base_prefix, src, *os.environ.get("EVOLCODER_SANDBOX_EXPOSE", "").split(os.pathsep)]
         _send(self.wfd, {"limits": asdict(limits), "uid": self.uid, "staging": staging,
                          "expose": [p for p in expose if p and os.path.exists(p)],
-                         "cgroup_procs": self.cgroups.procs})
+                         "cgroup_procs": self.cgroups.procs, "disable": disable})
         hello = _recv(self.rfd)
         self.features: list[str] = hello["features"]
         self.warnings: list[str] = self.cgroups.warnings + hello["warnings"]
