@@ -225,3 +225,15 @@ def test_evolcoder_cache_env_overrides_the_params_path(tmp_path: Path, monkeypat
     assert shared.is_file() and not Path(cfg.cache).exists()
     out = CliRunner().invoke(cli, ["cache", "stats", "--params", str(tmp_path / "absent.yaml"), "--json"])
     assert out.exit_code == 0 and json.loads(out.output)["completions"] == 2
+
+
+def test_queued_experiment_workspaces_share_the_project_cache(tmp_path, monkeypatch) -> None:
+    from evolcoder.config import LLMConfig
+    from evolcoder.llm.client import cache_location
+
+    monkeypatch.delenv("EVOLCODER_CACHE", raising=False)
+    cfg = LLMConfig(cache=".evolcoder/cache.sqlite")
+    temp_ws = tmp_path / "proj" / ".dvc" / "tmp" / "exps" / "run" / "tmpab12"
+    assert cache_location(cfg, temp_ws) == str(tmp_path / "proj" / ".evolcoder" / "cache.sqlite")
+    assert cache_location(cfg, tmp_path / "proj") == ".evolcoder/cache.sqlite"
+    assert cache_location(LLMConfig(cache="/abs/c.sqlite"), temp_ws) == "/abs/c.sqlite"

@@ -44,7 +44,11 @@ def no_information_gain(parent: str, child: str, threshold: float) -> str | None
     a, b = normalize(parent), normalize(child)
     if a == b:
         return "no information gain (identical to parent)"
-    ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    # The quick upper bounds rule out most rewrites without the quadratic exact ratio.
+    if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+        return None
+    ratio = matcher.ratio()
     if ratio >= threshold:
         return f"no information gain (similarity {ratio:.2f} to parent)"
     return None

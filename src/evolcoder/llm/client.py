@@ -178,9 +178,23 @@ def estimate_cost(prompt_tokens: int, completion_tokens: int, price_per_1k: dict
                  + completion_tokens / 1000 * price_per_1k.get("completion", 0.0), 6)
 
 
-def cache_location(cfg: LLMConfig) -> str:
-    """`$EVOLCODER_CACHE` if set (shared across DVC temp workspaces), else `llm.cache`."""
-    return os.environ.get("EVOLCODER_CACHE") or cfg.cache
+def cache_location(cfg: LLMConfig, cwd: str | Path | None = None) -> str:
+    """`$EVOLCODER_CACHE` if set, else `llm.cache`.
+
+    `dvc exp run --queue/--temp` runs stages in a copy of the project under
+    `<project>/.dvc/tmp/exps/`; a relative `llm.cache` there is anchored at the original
+    project, so queued experiments share (and never re-pay) the same completions.
+    """
+    override = os.environ.get("EVOLCODER_CACHE")
+    if override:
+        return override
+    if Path(cfg.cache).is_absolute():
+        return cfg.cache
+    here = Path(cwd or os.getcwd()).resolve()
+    marker = f"{os.sep}.dvc{os.sep}tmp{os.sep}exps{os.sep}"
+    if marker in f"{here}{os.sep}":
+        return str(Path(f"{here}{os.sep}".split(marker, 1)[0]) / cfg.cache)
+    return cfg.cache
 
 
 def make_provider(cfg: LLMConfig, model_path: str | None = None) -> Provider:
