@@ -213,3 +213,41 @@ def test_bad_training_record_names_file_and_line(tiny_model_dir: Path, tmp_path:
 def test_global_batch_must_divide() -> None:
     with pytest.raises(ConfigError, match="finetune.global_batch_size"):
         build(FinetuneConfig, {"global_batch_size": 6, "per_device_batch_size": 4}, "finetune")
+
+
+def test_wizardcoder_preset_is_valid_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The documented recipe must load as strictly as params.yaml and say what the paper says."""
+    from evolcoder.config import BaseModelConfig, load_section
+
+    monkeypatch.chdir(REPO)
+    preset = REPO / "configs/presets/wizardcoder.yaml"
+    cfg = load_section(FinetuneConfig, "finetune", preset)
+    load_section(BaseModelConfig, "base_model", preset)
+    assert (cfg.learning_rate, cfg.epochs, cfg.global_batch_size, cfg.max_length) == (2e-5, 3, 512, 2048)
+    assert (cfg.warmup_steps, cfg.lr_scheduler, cfg.precision, cfg.gradient_checkpointing) == \
+        (30, "cosine", "bf16", True)
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_response_logits_only_gives_the_same_loss(tiny_model_dir: Path, packing: bool) -> None:
+    """Projecting only response positions onto the vocabulary must not change the loss."""
+    from transformers import AutoModelForCausalLM
+
+    from evolcoder.finetune import selects_logits
+
+    tok = load_tokenizer(str(tiny_model_dir), padding_side="right")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.config.use_cache = False
+    assert selects_logits(model)
+    ds, stats = tokenize_records(_records(10), tok, 256)
+    rows = pack(ds, 256) if packing else ds
+    feats = [rows[i] for i in range(len(rows))]
+    full = SFTCollator(tok.pad_token_id)(feats)
+    kept = SFTCollator(tok.pad_token_id, response_logits_only=True)(feats)
+    n = int((full["labels"][:, 1:] != IGNORE).sum())
+    assert n == stats.response_tokens and kept["shift_labels"].numel() == n
+    with torch.no_grad():
+        a = model(**full)
+        b = model(**kept)
+    assert b.logits.shape[-2] == n and a.logits.shape[-2] == full["input_ids"].shape[1]
+    assert abs(a.loss.item() - b.loss.item()) < 1e-5

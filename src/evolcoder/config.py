@@ -311,6 +311,10 @@ class FinetuneConfig:
         "Mixed precision with fp32 master weights. `auto`: bf16 where the GPU or CPU supports it "
         "natively, else fp16 on GPU, fp32 on CPU.", "auto")
     gradient_checkpointing: bool = _help("Recompute activations in backward to save memory.", False)
+    response_logits_only: bool = _help(
+        "Compute the output layer only at positions whose next token is learned (response "
+        "tokens): same loss, far less work with large vocabularies. Falls back to full logits "
+        "for models whose forward cannot select positions.", True)
     attn_implementation: str = _help("Attention kernel: sdpa, eager, flash_attention_2...", "sdpa")
     lora: LoraSettings = _help("LoRA (peft) settings.", factory=LoraSettings)
     seed: int = _help("Seed for init of new weights, data order and dropout.", 42)

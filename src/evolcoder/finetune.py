@@ -71,6 +71,28 @@ def _base_reference(base_model: str) -> str:
     return resolve(base_model)
 
 
+def selects_logits(model: Any) -> bool:
+    """Whether `model(logits_to_keep=<bool mask>)` returns logits for just the masked positions.
+
+    Probed with a 4-token forward rather than trusted from the signature: older or remote
+    models accept `logits_to_keep` but only as a count, and would silently misalign.
+    """
+    import inspect
+
+    import torch
+
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        return False
+    keep = torch.tensor([[True, False, True, False]])
+    ids = torch.zeros((1, 4), dtype=torch.long, device=model.device)
+    try:
+        with torch.no_grad():
+            logits = model(input_ids=ids, logits_to_keep=keep.to(model.device)).logits
+    except Exception:  # noqa: BLE001 - any failure means "not supported", full logits are used
+        return False
+    return tuple(logits.shape[:-1]) in ((2,), (1, 2))
+
+
 def _make_callback(live_dir: Path | None, collator: SFTCollator, world_size: int) -> Any:
     from transformers import TrainerCallback
 
@@ -150,6 +172,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
                                                  attn_implementation=cfg.attn_implementation)
     # With a KV cache, transformers skips packed-sequence masking; training needs none.
     model.config.use_cache = False
+    select_logits = cfg.response_logits_only and selects_logits(model)
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model
 
@@ -175,7 +198,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         save_total_limit=2, report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
         disable_tqdm=True, ddp_find_unused_parameters=False,
     )
-    collator = SFTCollator(tokenizer.pad_token_id)
+    collator = SFTCollator(tokenizer.pad_token_id, response_logits_only=select_logits)
     curves = _make_callback(Path(live_dir) if live_dir else None, collator, world)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       callbacks=[curves])
@@ -195,12 +218,13 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         "global_step": trainer.state.global_step, "resumed_from_step": resumed_from,
         "epochs": trainer.state.epoch, "examples": stats.examples, "truncated": stats.truncated,
         "dropped": stats.dropped, "train_tokens": stats.tokens, "response_tokens": stats.response_tokens,
-        "rows": len(dataset), "nonpad_share": collator.real_tokens / max(collator.total_tokens, 1),
+        "rows": len(dataset),
+        "nonpad_share": collator.real_tokens / collator.total_tokens if collator.total_tokens else None,
         "tokens_per_s": (collator.real_tokens * world / result.metrics["train_runtime"]
                          if result.metrics.get("train_runtime") else None),
         "runtime_s": round(time.perf_counter() - started, 2), "precision": precision,
         "world_size": world, "gradient_accumulation_steps": accumulation, "packing": cfg.packing,
-        "lora": cfg.lora.enabled, "run_id": run_id,
+        "lora": cfg.lora.enabled, "response_logits_only": collator.response_logits_only, "run_id": run_id,
     }
     _save(trainer, tokenizer, cfg, out_dir, {"train_data": str(train_path), "train_data_sha256": data_sha,
                                                "base_model": cfg.base_model, "metrics": metrics})

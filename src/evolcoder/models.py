@@ -92,7 +92,9 @@ def materialize(source: str, out_dir: Path) -> dict[str, Any]:
             files = weight_files(path)
             if not files:
                 raise ModelError(f"{source}: no *.safetensors or *.bin weights")
-            info = {"source": source, "path_or_id": str(path), "sha256": _sha256_files(files),
+            # Kept as given: a relative path (e.g. another stage's output) stays valid when the
+            # repository moves to another machine; resolve() reads it from the repo root.
+            info = {"source": source, "path_or_id": source, "sha256": _sha256_files(files),
                     "n_params": _count_params_safetensors(files)}
         else:
             # A hub id is resolved lazily by from_pretrained; hashing would mean downloading.
@@ -134,7 +136,7 @@ def resolve(model_dir_or_id: str) -> str:
     if ref.is_file() and not (path / "config.json").is_file():
         return json.loads(ref.read_text(encoding="utf-8"))["path_or_id"]
     if path.exists():
-        if not (path / "config.json").is_file():
+        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json")):
             raise ModelError(f"{model_dir_or_id}: not a model directory (no config.json or {REF_FILE})")
         return str(path)
     return model_dir_or_id

@@ -141,11 +141,17 @@ class SFTCollator:
     Packed rows are sent without an attention mask: transformers only derives the
     per-example block-diagonal mask from `position_ids` when no 2D mask is given. The pad
     tail gets its own restarting positions, so it is a separate "example" nobody attends to.
+
+    With `response_logits_only`, the batch also names the positions whose next token is
+    learned (`logits_to_keep`, a boolean mask) and their targets (`shift_labels`): the model
+    then projects only those positions onto the vocabulary. With a 262k-token vocabulary
+    the output layer dominates training cost, and prompt/pad positions never needed it.
     """
 
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8) -> None:
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int = 8, response_logits_only: bool = False) -> None:
         self.pad_token_id = pad_token_id
         self.multiple = pad_to_multiple_of
+        self.response_logits_only = response_logits_only
         self.real_tokens = 0
         self.total_tokens = 0
         self.seen_ids: list[str] = []
@@ -169,4 +175,11 @@ class SFTCollator:
             self.real_tokens += n
             self.seen_ids.extend(f.get("example_ids") or [f["example_id"]])
         self.total_tokens += width * len(features)
-        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+        out = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+        if self.response_logits_only:
+            targets = out["labels"][:, 1:]
+            keep = torch.zeros_like(out["labels"], dtype=torch.bool)
+            keep[:, :-1] = targets != IGNORE
+            out["logits_to_keep"] = keep
+            out["shift_labels"] = targets[keep[:, :-1]]  # row-major, the order hidden[keep] has
+        return out
