@@ -18,7 +18,6 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from evolcoder.jsonio import DataError, read_jsonl
@@ -149,7 +148,7 @@ def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None 
     if lang == "go":
         job = _argv(timeout, {"main_test.go": source, "go.mod": "module evol\n\ngo 1.18\n"},
                     ["go", "test", "-count=1", "./"])
-        job["env"] = {"GOCACHE": "/tmp/.gocache", "GOPATH": "/tmp/.gopath", "CGO_ENABLED": "0",
+        job["env"] = {"GOCACHE": "$HOME/.gocache", "GOPATH": "$HOME/.gopath", "CGO_ENABLED": "0",
                       "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GO111MODULE": "on"}
         return job
     if lang == "sh":

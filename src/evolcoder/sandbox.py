@@ -519,7 +519,8 @@ class _Worker:
         _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         os.environ.clear()
         os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work,
-                           "LANG": "C.UTF-8", **job.get("env", {})})
+                           "LANG": "C.UTF-8"})
+        os.environ.update({k: v.replace("$HOME", work) for k, v in job.get("env", {}).items()})
         _Worker._harness_pid = os.getpid()
         kind = job["kind"]
         if kind == "argv":
