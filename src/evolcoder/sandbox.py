@@ -680,6 +680,10 @@ class _Cgroups:
         path = os.path.join(root, "evolcoder", name)
         try:
             os.makedirs(path, exist_ok=True)
+            control = os.path.join(root, "evolcoder", "cgroup.subtree_control")
+            if os.path.exists(control):  # cgroup v2: let the leaves use memory and pids limits
+                with open(control, "w") as handle:
+                    handle.write("+memory +pids")
             for key, value in settings.items():
                 try:
                     with open(os.path.join(path, key), "w") as handle:
