@@ -123,6 +123,26 @@ def test_memory_limit(sandbox):
     assert not forked.passed and forked.status != "timed out"
 
 
+def test_memory_is_capped_across_processes(sandbox):
+    """Each process stays under its own rlimit; together they exceed the worker's cgroup."""
+    if "cgroups" not in sandbox.features:
+        pytest.skip("no memory cgroup on this machine (a warning says so)")
+    result = run(sandbox, """
+        import os
+        pids = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                block = bytearray(180 << 20)  # zero-filled, so really resident
+                import time
+                time.sleep(1)
+                os._exit(0)
+            pids.append(pid)
+        assert all(os.waitpid(pid, 0)[1] == 0 for pid in pids)
+    """, timeout=10)
+    assert not result.passed, result
+
+
 def test_disk_cannot_be_filled(sandbox):
     result = run(sandbox, """
         with open("big", "wb") as f:
