@@ -70,7 +70,9 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 
 @main.command("execute")
-@click.option("--benchmark", "benchmark_name", required=True, help="Benchmark name (see --list).")
+@click.option("--benchmark", "benchmark_name", required=True,
+              help="humaneval, humaneval+, mbpp, mbpp-validation, mbpp-train, mbpp-sanitized, mbpp+, "
+                   "multipl-e-{cpp,java,js,rs,go,sh} or dev; an unknown name lists them all.")
 @click.option("--samples", "samples_path", required=True, type=click.Path(dir_okay=False),
               help="JSONL of task_id + completion (or solution); several samples per task allowed.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
