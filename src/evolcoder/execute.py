@@ -138,7 +138,7 @@ def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None 
     if lang == "cpp":
         return _argv(timeout, {"main.cpp": source}, ["g++", "-std=c++17", "-o", "main", "main.cpp"], ["./main"])
     if lang == "java":
-        cp = f"{_JAVA_CP}:." if os.path.exists(_JAVA_CP) else "."
+        cp = f"{_JAVA_CP}:."
         return _argv(timeout, {"Problem.java": source}, ["javac", "-nowarn", "-cp", cp, "Problem.java"],
                      ["java", "-ea", "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", cp, "Problem"])
     if lang == "js":
@@ -161,11 +161,18 @@ def _argv(timeout: float, files: dict[str, str], *steps: list[str]) -> dict:
 
 
 def missing_toolchain(language: str) -> str | None:
-    """Name of the program a language needs that is not installed, or None."""
+    """Name of the program a language needs that is not installed, or None.
+
+    Only system directories count: the sandbox cannot see toolchains under a private
+    home such as /root/.cargo.
+    """
     need = {"python": [], "cpp": ["g++"], "java": ["javac", "java"], "js": ["node"], "rs": ["rustc"],
             "go": ["go"], "sh": ["bash"]}[language]
-    return next((tool for tool in need if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None),
-                None)
+    missing = next((tool for tool in need if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None),
+                   None)
+    if missing is None and language == "java" and not os.path.exists(_JAVA_CP):
+        missing = f"{_JAVA_CP} (Debian package libjavatuples-java; every MultiPL-E Java prompt imports it)"
+    return missing
 
 
 # ---------------------------------------------------------------------------------------
