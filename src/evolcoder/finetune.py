@@ -93,7 +93,24 @@ def selects_logits(model: Any) -> bool:
     return tuple(logits.shape[:-1]) in ((2,), (1, 2))
 
 
-def _make_callback(live_dir: Path | None, collator: SFTCollator, world_size: int) -> Any:
+class TrainError(RuntimeError):
+    """The run cannot start or finish for a reason the user must fix; the message says how."""
+
+
+def open_live(live_dir: Path) -> Any:
+    """The dvclive logger, opened before any work so a setup problem costs nothing."""
+    from dvclive import Live
+
+    try:
+        return Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+    except Exception as exc:  # dvclive resolves the git baseline, which needs one commit
+        if type(exc).__name__ == "SCMError":
+            raise TrainError(f"{live_dir}: dvclive cannot log in a git repository with no commits "
+                             f"({exc}); make a first commit and rerun") from None
+        raise
+
+
+def _make_callback(live: Any, collator: SFTCollator, world_size: int) -> Any:
     from transformers import TrainerCallback
 
     class CurvesCallback(TrainerCallback):
@@ -109,10 +126,8 @@ def _make_callback(live_dir: Path | None, collator: SFTCollator, world_size: int
             self.rates: list[float] = []
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if live_dir is not None and state.is_world_process_zero:
-                from dvclive import Live
-
-                self.live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+            if live is not None and state.is_world_process_zero:
+                self.live = live
                 for entry in state.log_history:
                     self._write(entry.get("step", 0), entry)
             self.mark = (time.perf_counter(), collator.real_tokens)
@@ -161,6 +176,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
     precision = resolve_precision(cfg.precision)
 
     records = load_records(train_path)
+    live = open_live(Path(live_dir)) if live_dir and int(os.environ.get("RANK", "0")) == 0 else None
     data_sha = file_sha256(train_path)
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
     dataset, stats = tokenize_records(records, tokenizer, cfg.max_length, cfg.overlong)
@@ -199,7 +215,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         disable_tqdm=True, ddp_find_unused_parameters=False,
     )
     collator = SFTCollator(tokenizer.pad_token_id, response_logits_only=select_logits)
-    curves = _make_callback(Path(live_dir) if live_dir else None, collator, world)
+    curves = _make_callback(live, collator, world)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       callbacks=[curves])
     last = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
