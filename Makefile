@@ -43,8 +43,9 @@ toolchains:  ## install missing MultiPL-E toolchains from Debian (needs root)
 	@missing=""; \
 	command -v g++ >/dev/null || missing="$$missing g++"; \
 	command -v javac >/dev/null || missing="$$missing default-jdk-headless"; \
+	[ -f /usr/share/java/javatuples.jar ] || missing="$$missing libjavatuples-java"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
-	command -v rustc >/dev/null || missing="$$missing rustc"; \
+	[ -x /usr/bin/rustc ] || missing="$$missing rustc"; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
 	if [ -n "$$missing" ]; then apt-get update -q && apt-get install -y -q $$missing; \
 	else echo "all MultiPL-E toolchains present"; fi
