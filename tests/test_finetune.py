@@ -170,15 +170,31 @@ def test_resume_continues_step_count(tiny_model_dir: Path, train_file: Path, tmp
 
 
 def test_lora_trains_and_merges(tiny_model_dir: Path, train_file: Path, tmp_path: Path) -> None:
+    lora = {"enabled": True, "r": 8, "alpha": 16, "dropout": 0.0}
     out = tmp_path / "lora"
-    metrics = train(_cfg(tiny_model_dir, tmp_path, max_steps=8, lora={"enabled": True, "r": 8, "alpha": 16}),
-                    train_file, out)
+    metrics = train(_cfg(tiny_model_dir, tmp_path, max_steps=8, lora=lora), train_file, out)
     assert metrics["lora"] and metrics["final_loss"] < metrics["first_loss"]
-    merged, _ = load_causal_lm(str(out))
+    merged, tok = load_causal_lm(str(out))
     base, _ = load_causal_lm(str(tiny_model_dir))
     assert not any("lora" in name for name, _ in merged.named_parameters())
     delta = max((a - b).abs().max().item() for a, b in zip(merged.parameters(), base.parameters()))
     assert delta > 0
+    # Unmerged: only the adapter is saved; the shared loader still gives the same model.
+    adapter = tmp_path / "adapter"
+    train(_cfg(tiny_model_dir, tmp_path, max_steps=8, lora={**lora, "merge": False}), train_file, adapter)
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
+    unmerged, _ = load_causal_lm(str(adapter))
+    x = tok(["def add_3(x):"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=x).logits, unmerged(input_ids=x).logits, atol=1e-4)
+
+
+def test_gradient_checkpointing_changes_memory_not_results(tiny_model_dir: Path, train_file: Path,
+                                                            tmp_path: Path) -> None:
+    plain = train(_cfg(tiny_model_dir, tmp_path / "a", max_steps=3), train_file, tmp_path / "a" / "m")
+    ckpt = train(_cfg(tiny_model_dir, tmp_path / "b", max_steps=3, gradient_checkpointing=True), train_file,
+                 tmp_path / "b" / "m")
+    assert abs(plain["final_loss"] - ckpt["final_loss"]) < 1e-4
 
 
 @pytest.mark.parametrize("override, key", [
