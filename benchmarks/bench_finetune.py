@@ -6,7 +6,16 @@ effective (non-pad) tokens per second of the training loop and the non-pad share
 Targets: this stage >= 1.0x trl; packing >= 95 % non-pad.
 
     python benchmarks/bench_finetune.py                 # tiny model built on the fly
-    python benchmarks/bench_finetune.py --model models/base --steps 6   # the real base model
+    python benchmarks/bench_finetune.py --model models/base --steps 3 --batch 2 --max-length 256
+
+Measured 2026-11-26 on the 2-core dev VM (CPU, bf16 autocast, shared with other jobs, so
+absolute rates are low and noisy; the ratios are from one side-by-side run each):
+  tiny 4x512 model, batch 4, len 512, 8 steps:  ours/trl 1.34x padded, 1.53x packed;
+      packed 97.3 % non-pad vs 58.4 % padded (2.14x effective tokens/s).
+  gemma-3-270m, batch 2, len 256, 3 steps:      ours/trl 1.47x padded, 2.57x packed;
+      packed 98.2 % non-pad vs 83.3 % padded (1.95x effective tokens/s).
+Most of our edge on gemma is `response_logits_only`: the 262k-row output layer runs only
+where a response token is learned.
 """
 
 from __future__ import annotations
