@@ -5,7 +5,7 @@ generation >= 4x the tokens/s of batch 1. Runs the real `HFBackend` path (left p
 length-sorted batches). Early stop is off and EOS is ignored so every configuration
 generates exactly the same number of tokens; tokens/s is then a fair ratio.
 
-    python benchmarks/bench_generate.py [--model DIR] [--prompts 20] [--tokens 64] [--batches 1,8,16]
+    python benchmarks/bench_generate.py [--model DIR] [--prompts 20] [--tokens 32] [--batches 1,8,16]
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ def _default_model() -> str:
 @click.command()
 @click.option("--model", default=None, help="Model directory (default: the embedded gemma-3-270m).")
 @click.option("--prompts", default=20, show_default=True, help="HumanEval prompts.")
-@click.option("--tokens", default=64, show_default=True, help="New tokens per prompt (forced).")
+@click.option("--tokens", default=32, show_default=True, help="New tokens per prompt (forced).")
 @click.option("--batches", default="1,8,16", show_default=True, help="Batch sizes; the first is the baseline.")
 @click.option("--dtype", default="bfloat16", show_default=True)
 @click.option("--mode", default="instruct", type=click.Choice(["instruct", "completion"]), show_default=True)
 @click.option("--threads", default=0, help="torch threads (0 = torch default).")
-def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str, mode: str, threads: int) -> None:
+@click.option("--rounds", default=2, show_default=True, help="Repetitions, in alternating order.")
+def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str, mode: str, threads: int,
+         rounds: int) -> None:
     import torch
 
     from evolcoder.config import GenerateConfig, build
@@ -50,21 +52,28 @@ def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str,
     backend = HFBackend(model, dtype=dtype)
     # Forced length: EOS may not end a row early, so each batch size does identical work.
     backend.model.generation_config.min_new_tokens = tokens
-    rows = []
-    for size in [int(b) for b in batches.split(",")]:
-        cfg = build(GenerateConfig, {"batch_size": size, "max_new_tokens": tokens, "early_stop": False,
-                                     "dtype": dtype}, "generate")
-        requests = make_requests(problems, mode, cfg)
-        started = time.perf_counter()
-        out = backend.generate(requests, cfg)
-        wall = time.perf_counter() - started
-        generated = sum(g.n_tokens or 0 for gens in out for g in gens)
-        rows.append({"batch_size": size, "tokens": generated, "seconds": round(wall, 2),
-                     "tokens_per_s": round(generated / wall, 2)})
-        click.echo(json.dumps(rows[-1]), err=True)
+    sizes = [int(b) for b in batches.split(",")]
+    totals = {size: [0, 0.0] for size in sizes}
+    # ABBA order (1,8,16 then 16,8,1, ...): on a shared machine the load drifts; alternating
+    # the order spreads the drift over every configuration instead of penalising one.
+    for round_ in range(rounds):
+        for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
+            cfg = build(GenerateConfig, {"batch_size": size, "max_new_tokens": tokens, "early_stop": False,
+                                         "dtype": dtype}, "generate")
+            requests = make_requests(problems, mode, cfg)
+            started = time.perf_counter()
+            out = backend.generate(requests, cfg)
+            wall = time.perf_counter() - started
+            generated = sum(g.n_tokens or 0 for gens in out for g in gens)
+            totals[size][0] += generated
+            totals[size][1] += wall
+            click.echo(json.dumps({"round": round_, "batch_size": size, "tokens": generated,
+                                   "seconds": round(wall, 2), "tokens_per_s": round(generated / wall, 2)}), err=True)
+    rows = [{"batch_size": size, "tokens": totals[size][0], "seconds": round(totals[size][1], 2),
+             "tokens_per_s": round(totals[size][0] / totals[size][1], 2)} for size in sizes]
     base = rows[0]["tokens_per_s"]
-    click.echo(f"model {model} dtype {dtype} mode {mode}, {len(problems)} prompts x {tokens} tokens, "
-               f"torch threads {torch.get_num_threads()}")
+    click.echo(f"model {model} dtype {dtype} mode {mode}, {len(problems)} prompts x {tokens} tokens x "
+               f"{rounds} rounds, torch threads {torch.get_num_threads()}")
     click.echo(f"{'batch':>5}  {'tokens':>6}  {'seconds':>8}  {'tok/s':>7}  {'vs batch ' + str(rows[0]['batch_size']):>10}")
     for row in rows:
         click.echo(f"{row['batch_size']:>5}  {row['tokens']:>6}  {row['seconds']:>8.2f}  "
