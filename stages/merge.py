@@ -10,8 +10,8 @@ from _common import stage_main
 
 from evolcoder.config import MergeConfig, load_section
 from evolcoder.evolve import is_marker
-from evolcoder.jsonio import read_jsonl, write_json, write_jsonl
-from evolcoder.merge import file_sha256, load_index, merge
+from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
+from evolcoder.merge import load_index, merge
 
 
 @click.command()

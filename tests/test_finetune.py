@@ -15,7 +15,8 @@ from evolcoder.finetune import CONFIG_FILE, train
 from evolcoder.jsonio import DataError, write_jsonl
 from evolcoder.models import load_causal_lm, load_tokenizer
 from evolcoder.prompts import alpaca_prompt
-from evolcoder.sft_data import IGNORE, SFTCollator, encode_example, file_sha256, pack, tokenize_records
+from evolcoder.jsonio import file_sha256
+from evolcoder.sft_data import IGNORE, SFTCollator, encode_example, pack, tokenize_records
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,8 @@ from typing import Any
 from .config import FinetuneConfig, to_dict
 from .jsonio import write_json
 from .models import REF_FILE, resolve
-from .sft_data import SFTCollator, file_sha256, load_records, pack, tokenize_records
+from .jsonio import file_sha256
+from .sft_data import SFTCollator, load_records, pack, tokenize_records
 
 CONFIG_FILE = "evolcoder_config.json"
 # Settings that change how a run is *executed or reported*, not what it computes, so a

@@ -8,6 +8,7 @@ line, so a crash or SIGKILL loses at most the line being written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -128,3 +129,12 @@ def read_log(path: str | Path) -> list[Any]:
                 break
             raise DataError(f"{path}:{i + 1}: corrupt journal line") from None
     return records
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content hash of a file, recorded beside what was made from it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

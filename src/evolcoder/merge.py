@@ -7,12 +7,10 @@ function, is dropped and counted by reason, so the report shows exactly what was
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from evolcoder.config import MergeConfig
@@ -118,10 +116,3 @@ def merge(seed: list[dict[str, Any]], rounds: list[list[dict[str, Any]]],
     }
     return MergeResult(kept, metrics, dropped)
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,7 +10,6 @@ example, so a packed row trains exactly like its examples would one by one.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,6 @@ from .prompts import alpaca_prompt
 
 IGNORE = -100
 REQUIRED = ("instruction", "output")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
