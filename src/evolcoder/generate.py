@@ -267,11 +267,18 @@ class HFBackend:
         width = enc["input_ids"].shape[1]
         finals = [r.final for r in requests for _ in range(cfg.n)]
         early = _EarlyStop(tok, finals, width) if any(finals) else None
-        sampling = cfg.temperature > 0
-        kwargs: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, do_sample=sampling,
-                                      num_return_sequences=cfg.n, pad_token_id=tok.pad_token_id)
-        kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0) if sampling else \
-            kwargs.update(temperature=None, top_p=None, top_k=None)
+        kwargs: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, do_sample=False,
+                                      temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
+        if cfg.temperature > 0:
+            # transformers' own sampling sorts the whole vocabulary every step (seconds on a
+            # 262k vocabulary on CPU); the candidate sampler draws the same distribution.
+            from transformers import LogitsProcessorList
+
+            from evolcoder.sampling import CandidateSampler
+
+            enc = {key: value.repeat_interleave(cfg.n, dim=0) for key, value in enc.items()}
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [CandidateSampler(cfg.temperature, cfg.top_p, seed=cfg.seed)])
         if early is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([early])
         with torch.inference_mode():
