@@ -8,6 +8,7 @@ Library imports happen inside commands so `evolcoder --help` stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -273,6 +274,50 @@ def export_seed_cmd(source: str, out: str, split: str) -> None:
 
     count = write_jsonl(out, (record for _, record in iter_raw(source, split)))
     click.echo(f"wrote {count} records to {out}")
+
+
+# --- presets ---
+
+
+@main.command("preset")
+@click.argument("preset", type=click.Path(exists=True, dir_okay=False))
+@click.option("--params", "params_path", default="params.yaml", show_default=True,
+              type=click.Path(exists=True, dir_okay=False), help="Params file to update in place.")
+def preset_cmd(preset: str, params_path: str) -> None:
+    """Merge the sections of PRESET (e.g. configs/presets/paper.yaml) into params.yaml.
+
+    Keys in the preset replace those in params.yaml; everything else, comments included,
+    is kept. The result is validated before it is written, so a bad preset changes nothing.
+    """
+    import io
+
+    from ruamel.yaml import YAML
+
+    from evolcoder.config import validate_all
+    from evolcoder.jsonio import atomic_open
+
+    yaml = YAML()
+    params = yaml.load(open(params_path, encoding="utf-8"))
+    overrides = yaml.load(open(preset, encoding="utf-8")) or {}
+
+    def merge(into, new) -> None:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+
+    merge(params, overrides)
+    buffer = io.StringIO()
+    yaml.dump(params, buffer)
+    with atomic_open(params_path + ".check") as handle:
+        handle.write(buffer.getvalue())
+    try:
+        validate_all(params_path + ".check")
+        Path(params_path + ".check").replace(params_path)
+    finally:
+        Path(params_path + ".check").unlink(missing_ok=True)
+    click.echo(f"{params_path}: applied {preset} ({', '.join(overrides)})")
 
 
 # --- report (issue 6) ---
