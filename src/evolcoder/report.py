@@ -30,20 +30,10 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def pass_at_k(metrics: dict[str, Any] | None) -> dict[str, dict[str, float]]:
-    """{benchmark: {pass@k: value}} from an eval metrics file, however deeply it nests them."""
-    found: dict[str, dict[str, float]] = {}
-
-    def walk(node: Any, name: str) -> None:
-        if isinstance(node, dict):
-            scores = {k: v for k, v in node.items() if k.startswith("pass@") and isinstance(v, (int, float))}
-            if scores:
-                found[name or "all"] = scores
-            for key, value in node.items():
-                if isinstance(value, dict) and key not in ("per_task", "provenance", "decoding"):
-                    walk(value, key if not name else name if key in ("overall", "metrics") else key)
-
-    walk(metrics, "")
-    return found
+    """{benchmark: {pass@k: value}} from an eval metrics file (`{bench: {"pass@1": ...}, "provenance": ...}`)."""
+    return {bench: {k: v for k, v in scores.items() if k.startswith("pass@")}
+            for bench, scores in (metrics or {}).items()
+            if isinstance(scores, dict) and any(k.startswith("pass@") for k in scores)}
 
 
 def evolution_section(evol: dict[str, Any] | None, merge: dict[str, Any] | None) -> list[str]:
