@@ -63,6 +63,8 @@ class Fault:
     stall: float = 0.0
     malformed: bool = False
     text: str | None = None
+    body: str | None = None  # sent verbatim with status 200 and `content_type`
+    content_type: str = "application/json"
 
     @classmethod
     def rate_limit(cls, retry_after: str | None = "0") -> "Fault":
@@ -79,6 +81,10 @@ class Fault:
     @classmethod
     def bad_json(cls) -> "Fault":
         return cls(malformed=True)
+
+    @classmethod
+    def raw(cls, body: str, content_type: str = "application/json") -> "Fault":
+        return cls(body=body, content_type=content_type)
 
     @classmethod
     def reply(cls, text: str) -> "Fault":
@@ -297,9 +303,10 @@ class FakeServer:
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass
 
-            def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+            def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None,
+                      content_type: str = "application/json") -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -363,6 +370,9 @@ class FakeServer:
                     return None
                 if fault.malformed:
                     self._send(200, b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess')
+                    return None
+                if fault.body is not None:
+                    self._send(200, fault.body.encode("utf-8"), content_type=fault.content_type)
                     return None
                 text = fault.text if fault.text is not None else server.responder(messages)
                 key = request_key(messages)

@@ -42,8 +42,11 @@ def _log(cfg: LLMConfig) -> list[tuple]:
 
 
 @pytest.mark.parametrize("fault", [Fault.rate_limit("0"), Fault.error(500), Fault.error(503),
-                                   Fault.bad_json(), Fault(status=200, stall=3.0)],
-                         ids=["429", "500", "503", "malformed-json", "stall"])
+                                   Fault.bad_json(), Fault(status=200, stall=3.0),
+                                   Fault.raw('{"choices": []}'), Fault.raw('{"error": "overloaded"}'),
+                                   Fault.raw("<html>502 Bad Gateway</html>", "text/html")],
+                         ids=["429", "500", "503", "malformed-json", "stall", "no-choices", "error-body",
+                              "html-200"])
 def test_transient_failure_is_retried_and_counted(tmp_path: Path, fault: Fault) -> None:
     with FakeServer() as server:
         cfg = _cfg(server, tmp_path, timeout_s=0.5)
@@ -69,6 +72,17 @@ def test_retry_after_seconds_is_honoured(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - start
     assert not isinstance(result, BaseException) and usage["retries"] == 1
     assert elapsed >= 1.0, "the client must wait at least Retry-After before retrying"
+
+
+def test_null_content_and_missing_usage_are_read_as_empty(tmp_path: Path) -> None:
+    body = '{"choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": null}}]}'
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        server.push(Fault.raw(body))
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+    assert not isinstance(result, BaseException), result
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("", 0, 0)
+    assert usage["requests"] == 1 and usage["retries"] == 0
 
 
 def test_retry_after_forms() -> None:
