@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
+import random
+
 import pytest
 
 from evolcoder import eliminate
 from evolcoder.config import ConfigError, EvolConfig, LLMConfig, build
 from evolcoder.evolve import draw_method
 from evolcoder.plan import round_plan, write_plans
+from evolcoder.seed import normalize
 
 
 def _plans(evol: dict, tmp_path, slots: int = 8) -> dict[int, bytes]:
@@ -77,6 +81,28 @@ def test_instruction_rules(parent: str, child: str, expected: str | None) -> Non
         assert reason is None
     else:
         assert reason is not None and expected in reason
+
+
+def test_similarity_bounds_never_change_the_verdict() -> None:
+    """The length and quick_ratio shortcuts only skip pairs the exact ratio would also keep."""
+    rng = random.Random(3)
+    words = "sort list of integers and return the largest value in linear time without extra memory".split()
+    for _ in range(400):
+        parent = " ".join(rng.choices(words, k=rng.randint(3, 14)))
+        child = list(parent)
+        for _ in range(rng.randint(0, 12)):
+            op, at = rng.random(), rng.randrange(len(child) + 1)
+            if op < 0.4:
+                child.insert(at, rng.choice("abcde "))
+            elif op < 0.8 and at < len(child):
+                del child[at]
+            else:
+                child[at:at] = " " + rng.choice(words)
+        child_text = "".join(child)
+        a, b = normalize(parent), normalize(child_text)
+        for threshold in (0.8, 0.9, 0.95):
+            exact = a == b or difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= threshold
+            assert (eliminate.no_information_gain(parent, child_text, threshold) is not None) is exact
 
 
 @pytest.mark.parametrize(

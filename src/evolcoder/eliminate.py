@@ -44,9 +44,13 @@ def no_information_gain(parent: str, child: str, threshold: float) -> str | None
     a, b = normalize(parent), normalize(child)
     if a == b:
         return "no information gain (identical to parent)"
+    # Upper bounds first: the length bound (difflib's real_quick_ratio) needs no matcher at
+    # all, and rules out most rewrites, which grow the question; quick_ratio rules out most
+    # of the rest without the quadratic exact ratio.
+    if 2 * min(len(a), len(b)) / (len(a) + len(b)) < threshold:
+        return None
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    # The quick upper bounds rule out most rewrites without the quadratic exact ratio.
-    if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
+    if matcher.quick_ratio() < threshold:
         return None
     ratio = matcher.ratio()
     if ratio >= threshold:
@@ -70,8 +74,7 @@ def vacuous_response(response: str) -> str | None:
     stripped = response.strip().strip(string.punctuation + string.whitespace)
     if not stripped:
         return "response empty or only punctuation"
-    words = [w.lower() for w in _WORD.findall(response)]
-    if all(w in STOP_WORDS for w in words):
+    if all(m.group().lower() in STOP_WORDS for m in _WORD.finditer(response)):  # stops at the first real word
         return "response only punctuation and stop words"
     return None
 
