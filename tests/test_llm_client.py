@@ -56,7 +56,10 @@ def test_a_slow_request_does_not_hold_back_the_others(tmp_path: Path) -> None:
                 await client.aclose()
 
         asyncio.run(go())
-    assert finished[-1] == 0 and sorted(finished[:-1]) == list(range(1, 10))
+    # q0 and q1 start together and either may reach the server first and get the stall.
+    stalled = finished[-1]
+    assert stalled in (0, 1), f"the stalled request must finish last: {finished}"
+    assert sorted(finished[:-1]) == sorted(set(range(10)) - {stalled}), "the free slot serves all the others"
 
 
 def test_each_result_belongs_to_its_request_at_any_concurrency(tmp_path: Path) -> None:
