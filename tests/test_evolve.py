@@ -6,13 +6,16 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from fakeserver import EVOL_PREFIX, FakeServer, Fault, default_responder, remote_stats, subprocess_server
+from fakeserver import (EVOL_PREFIX, FakeServer, Fault, default_responder, remote_stats, request_key,
+                        subprocess_server)
 
 from evolcoder.config import EvolConfig, LLMConfig
 from evolcoder.evolve import RoundRunner, write_round
@@ -123,6 +126,30 @@ def test_each_elimination_rule_records_its_reason_and_keeps_the_parent(tmp_path:
     assert sum(stats["eliminated_by_reason"].values()) == 5
 
 
+def test_truncated_rewrites_and_answers_are_eliminated_unless_switched_off(tmp_path: Path) -> None:
+    items = _items(3)
+
+    def responder(messages: list[dict]) -> str | Fault:
+        user, reply = messages[-1]["content"], default_responder(messages)
+        if user.startswith(EVOL_PREFIX) and user.endswith(items[0]["instruction"]):
+            return Fault.reply(reply, finish_reason="length")
+        if not user.startswith(EVOL_PREFIX) and user.startswith(items[1]["instruction"]):
+            return Fault.reply(reply, finish_reason="length")
+        return reply
+
+    with FakeServer(responder=responder) as server:
+        dropped = _run(_llm(server, tmp_path / "on"), items)
+        kept = _run(_llm(server, tmp_path / "off"), items, evol=EvolConfig(rounds=3, drop_truncated=False))
+        cached = _run(_llm(server, tmp_path / "on"), items)
+    reasons = [o.reason for o in dropped.outcomes]
+    assert reasons == ["truncated at llm.max_tokens (evolved instruction)",
+                       "truncated at llm.max_tokens (response)", None]
+    assert dropped.stats()["eliminated_by_reason"] == {"truncated at llm.max_tokens": 2}
+    assert [o.status for o in kept.outcomes] == ["kept"] * 3
+    assert cached.usage["requests"] == 0 and [o.reason for o in cached.outcomes] == reasons, \
+        "finish_reason must survive the cache"
+
+
 def test_llm_equality_check_is_an_extra_call_behind_a_param(tmp_path: Path) -> None:
     items = _items(3)
 
@@ -171,7 +198,14 @@ def test_max_calls_stops_cleanly_and_keeps_what_was_done(tmp_path: Path) -> None
     assert result.usage["cache_hits"] == 7 and all(o.status == "kept" for o in result.outcomes)
 
 
-def test_round_stage_killed_with_sigkill_repeats_no_completed_request(tmp_path: Path) -> None:
+def _saved_request_keys(cache: Path) -> set[str]:
+    """The server's key (`fakeserver.request_key`) of every completion in the client's cache."""
+    with sqlite3.connect(cache) as db:
+        rows = db.execute("SELECT request FROM completions").fetchall()
+    return {request_key([{"role": r, "content": c} for r, c in json.loads(req)["messages"]]) for (req,) in rows}
+
+
+def test_round_stage_killed_with_sigkill_repeats_no_saved_request(tmp_path: Path) -> None:
     seed = tmp_path / "seed.jsonl"
     seed.write_text("".join(json.dumps(item) + "\n" for item in _items(40)))
     log = tmp_path / "server.jsonl"
@@ -191,11 +225,18 @@ def test_round_stage_killed_with_sigkill_repeats_no_completed_request(tmp_path: 
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        done_before = len(remote_stats(base_url)["completed"])
-        assert 15 <= done_before < 80
+        done_before = set(remote_stats(base_url)["completed"])
+        assert 15 <= len(done_before) < 80
         assert not (tmp_path / "r1" / "stats.json").exists()
+        saved = _saved_request_keys(tmp_path / "cache.sqlite")
+        # A response the server had sent but the killed client had not yet committed is lost
+        # with the process: at most one per slot in flight (concurrency 2).
+        assert saved <= done_before and len(done_before - saved) <= 2
         subprocess.run(cmd, check=True, timeout=120)
         completed = remote_stats(base_url)["completed"]
-    assert len(completed) == len(set(completed)) == 80
+    assert len(set(completed)) == 80
+    repeated = Counter(completed) - Counter(set(completed))
+    assert not saved & set(repeated), "a completion saved before the kill was paid for again"
+    assert set(repeated) == done_before - saved
     kept = (tmp_path / "r1" / "kept.jsonl").read_text().splitlines()
     assert len(kept) == 40
