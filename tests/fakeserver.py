@@ -10,7 +10,8 @@ Default answers are a pure function of the request's messages, so pipelines buil
 are deterministic: the evolution prompt gets back its question rewritten longer (a
 sentence chosen by a hash of method and question), anything else gets a plausible answer
 with a ```python block. Tests script faults or texts per request with `push(...)`, or
-replace the answers with `responder(messages) -> str`.
+replace the answers with `responder(messages) -> str` (or a `Fault.reply(...)`, to set
+its `finish_reason` too).
 
 Use in-process::
 
@@ -48,7 +49,7 @@ from typing import Any
 
 EVOL_PREFIX = "Please increase the difficulty of the given programming test question a bit."
 Messages = list[dict[str, str]]
-Responder = Callable[[Messages], str]
+Responder = Callable[[Messages], "str | Fault"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Fault:
     stall: float = 0.0
     malformed: bool = False
     text: str | None = None
+    finish_reason: str = "stop"  # "length": the reply was cut off at max_tokens
     body: str | None = None  # sent verbatim with status 200 and `content_type`
     content_type: str = "application/json"
 
@@ -87,8 +89,8 @@ class Fault:
         return cls(body=body, content_type=content_type)
 
     @classmethod
-    def reply(cls, text: str) -> "Fault":
-        return cls(text=text)
+    def reply(cls, text: str, finish_reason: str = "stop") -> "Fault":
+        return cls(text=text, finish_reason=finish_reason)
 
 
 def request_key(messages: Messages) -> str:
@@ -374,7 +376,10 @@ class FakeServer:
                 if fault.body is not None:
                     self._send(200, fault.body.encode("utf-8"), content_type=fault.content_type)
                     return None
-                text = fault.text if fault.text is not None else server.responder(messages)
+                if fault.text is None:
+                    reply = server.responder(messages)
+                    fault = reply if isinstance(reply, Fault) else Fault(text=reply)
+                text = fault.text or ""
                 key = request_key(messages)
                 usage = {"prompt_tokens": sum(_tokens(m.get("content", "")) for m in messages),
                          "completion_tokens": _tokens(text)}
@@ -382,11 +387,11 @@ class FakeServer:
                 common = {"id": f"cmpl-{key}", "created": int(time.time()),
                           "model": body.get("model", "fake-model"), "usage": usage}
                 if chat:
-                    choice = {"index": 0, "finish_reason": "stop",
+                    choice = {"index": 0, "finish_reason": fault.finish_reason,
                               "message": {"role": "assistant", "content": text}}
                     self._json(200, {**common, "object": "chat.completion", "choices": [choice]})
                 else:
-                    choice = {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+                    choice = {"index": 0, "finish_reason": fault.finish_reason, "text": text, "logprobs": None}
                     self._json(200, {**common, "object": "text_completion", "choices": [choice]})
                 return key
 

@@ -11,8 +11,8 @@ from tinymodel import build_tiny_model
 from evolcoder.config import LLMConfig
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import make_client
-from evolcoder.llm.hf_provider import (EXAMPLE_INSTRUCTION, EXAMPLE_RESPONSE, STOP_MARKER, HFProvider,
-                                       cut_at_stop, plain_prompt)
+from evolcoder.llm.hf_provider import (EXAMPLE_INSTRUCTION, EXAMPLE_RESPONSE, PLAIN_FORMAT, RESPONSE_MARKER,
+                                       STOP_MARKER, HFProvider, cut_at_stop, plain_prompt)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,9 @@ def test_base_model_gets_a_worked_example_and_stops_at_the_next_one(tiny_model_d
     assert plain_prompt((("user", "x"),)).endswith(f"{STOP_MARKER}\nx\n\n### Response:\n")
     assert cut_at_stop("def f(): pass\n\n### Instruction:\nnext", (STOP_MARKER,)) == ("def f(): pass\n\n", True)
     assert cut_at_stop("no marker", (STOP_MARKER,)) == ("no marker", False)
+    rewrite = "Sort a list of tuples by their second item.\n\n### Response:\nsorted(xs, key=...)"
+    assert cut_at_stop(rewrite, (STOP_MARKER, RESPONSE_MARKER)) == (
+        "Sort a list of tuples by their second item.\n\n", True), "a rewrite must not run on into an answer"
 
 
 def test_chat_model_uses_its_chat_template(chat_model_dir: Path) -> None:
@@ -109,7 +112,8 @@ def test_materialised_model_dir_is_followed_and_its_hash_keys_the_cache(tmp_path
 
     info = materialize(str(tiny_model_dir), tmp_path / "base")
     provider = HFProvider(str(tmp_path / "base"))
-    assert provider.model == f"{tmp_path / 'base'}#{info['sha256'][:16]}"
+    fmt = "" if provider.has_chat_template else f"|{PLAIN_FORMAT}"
+    assert provider.model == f"{tmp_path / 'base'}#{info['sha256'][:16]}{fmt}"
     [completion] = asyncio.run(_gather(provider, _reqs(1)))
     assert completion.completion_tokens >= 1
 

@@ -67,6 +67,9 @@ class EvolConfig:
     min_sorry_words: int = _help("A response containing 'sorry' shorter than this many words is eliminated.", 80)
     similarity_threshold: float = _help(
         "Evolved instructions at least this similar to their parent (difflib ratio) are eliminated.", 0.95)
+    drop_truncated: bool = _help(
+        "Eliminate evolutions whose instruction or response was cut off at llm.max_tokens "
+        "(not a WizardLM rule; off reproduces the paper's filter exactly).", True)
 
     def validate(self) -> None:
         _check(self.rounds >= 0, "evol.rounds", "must be >= 0")

@@ -79,6 +79,15 @@ def vacuous_response(response: str) -> str | None:
     return None
 
 
+def truncated(finish_reason: str | None, what: str) -> str | None:
+    """Cut off at `llm.max_tokens`: a half-written question or answer teaches the model not to finish.
+
+    Not one of WizardLM's rules; small models in a repetition loop end this way, so it
+    also keeps degenerate text out of the training set.
+    """
+    return f"truncated at llm.max_tokens ({what})" if finish_reason == "length" else None
+
+
 def judge_says_equal(verdict: str) -> str | None:
     """Interpret the optional LLM equality check's answer ("Equal" / "Not Equal")."""
     text = verdict.strip().lower()

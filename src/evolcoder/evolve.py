@@ -128,6 +128,8 @@ class RoundRunner:
             instruction = rewrite.text.strip()
             reason = eliminate.check_instruction(question_text(item), instruction,
                                                  self.rules["similarity_threshold"])
+            if reason is None and self.rules["drop_truncated"]:
+                reason = eliminate.truncated(rewrite.finish_reason, "evolved instruction")
             if reason is None and self.rules["llm_equality_check"]:
                 verdict = await self.client.complete(self._request(
                     EQUALITY_TEMPLATE.format(first=question_text(item), second=instruction),
@@ -138,6 +140,8 @@ class RoundRunner:
             answer = await self.client.complete(self._request(instruction, item["id"], "answer"))
             response = answer.text.strip()
             reason = eliminate.check_response(response, self.rules["min_sorry_words"])
+            if reason is None and self.rules["drop_truncated"]:
+                reason = eliminate.truncated(answer.finish_reason, "response")
             if reason is not None:
                 return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
         except LLMError as exc:

@@ -36,6 +36,7 @@ def round_plan(evol: EvolConfig, llm: LLMConfig, round_no: int) -> dict[str, Any
         "seed": seed,
         "methods": {name: weight for name, weight in sorted(weights.items()) if weight > 0},
         "elimination": {
+            "drop_truncated": evol.drop_truncated,
             "llm_equality_check": evol.llm_equality_check,
             "min_sorry_words": evol.min_sorry_words,
             "similarity_threshold": evol.similarity_threshold,

@@ -45,6 +45,7 @@ class CallResult:
     completion_tokens: int
     cached: bool
     latency_s: float
+    finish_reason: str | None = None  # "length": cut off at max_tokens
 
 
 class LLMClient:
@@ -76,7 +77,8 @@ class LLMClient:
         shared = self._inflight.get(key)
         if shared is not None:
             result = await asyncio.shield(shared)
-            return self._hit(key, Completion(result.text, result.prompt_tokens, result.completion_tokens), start)
+            return self._hit(key, Completion(result.text, result.prompt_tokens, result.completion_tokens,
+                                             result.finish_reason), start)
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -99,7 +101,7 @@ class LLMClient:
         self._usage["cache_hits"] += 1
         self.cache.log(CallLog(self.stage, self.provider.name, self.provider.model, key, True,
                                hit.prompt_tokens, hit.completion_tokens, latency, 0), defer=True)
-        return CallResult(hit.text, hit.prompt_tokens, hit.completion_tokens, True, latency)
+        return CallResult(hit.text, hit.prompt_tokens, hit.completion_tokens, True, latency, hit.finish_reason)
 
     async def _paid(self, key: str, request: ChatRequest, start: float) -> CallResult:
         async with self._sem:
@@ -138,7 +140,7 @@ class LLMClient:
                        CallLog(self.stage, self.provider.name, self.provider.model, key, False,
                                completion.prompt_tokens, completion.completion_tokens, latency, attempts))
         return CallResult(completion.text, completion.prompt_tokens, completion.completion_tokens,
-                          False, latency)
+                          False, latency, completion.finish_reason)
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Server's Retry-After if given (capped), else base * 2^(attempt-1); both jittered up to 25%."""

@@ -7,7 +7,10 @@ accepting requests, serving cache hits and writing results meanwhile.
 
 Prompts: a tokenizer with a chat template gets the messages through it; a base model
 without one gets a plain completion prompt with one worked example (instruction ->
-response) and generation stops at the next `### Instruction:` marker.
+response) and generation stops at the next `### Instruction:` or `### Response:` marker
+(a base model asked to rewrite a question otherwise goes on to answer it). The prompt
+format's version is part of the cache's model name, so changing it never serves stale
+completions.
 
 Speed on CPU: weights are held in bf16 and run under bf16 autocast (about 2x faster than
 fp32 here), and stop strings are checked on the last few decoded tokens only.
@@ -33,6 +36,8 @@ from evolcoder.config import LLMConfig
 from evolcoder.llm.base import ChatRequest, Completion
 
 STOP_MARKER = "### Instruction:"
+RESPONSE_MARKER = "### Response:"
+PLAIN_FORMAT = "plain-v2"  # bump whenever plain_prompt or the stop markers change
 EXAMPLE_INSTRUCTION = "Write a Python function that returns the sum of the squares of a list of numbers."
 EXAMPLE_RESPONSE = (
     "```python\ndef sum_of_squares(numbers):\n    return sum(n * n for n in numbers)\n```\n"
@@ -45,10 +50,10 @@ def plain_prompt(messages: tuple[tuple[str, str], ...]) -> str:
     """A completion prompt for base models: system text, one worked example, then the turns."""
     system = "\n\n".join(c for r, c in messages if r == "system")
     parts = [system + "\n\n"] if system else []
-    parts.append(f"{STOP_MARKER}\n{EXAMPLE_INSTRUCTION}\n\n### Response:\n{EXAMPLE_RESPONSE}\n\n")
+    parts.append(f"{STOP_MARKER}\n{EXAMPLE_INSTRUCTION}\n\n{RESPONSE_MARKER}\n{EXAMPLE_RESPONSE}\n\n")
     for role, content in messages:
         if role == "user":
-            parts.append(f"{STOP_MARKER}\n{content}\n\n### Response:\n")
+            parts.append(f"{STOP_MARKER}\n{content}\n\n{RESPONSE_MARKER}\n")
         elif role == "assistant":
             parts.append(f"{content}\n\n")
     return "".join(parts)
@@ -85,7 +90,6 @@ class HFProvider:
     def __init__(self, model: str, *, batch_size: int = 8, device: str | None = None) -> None:
         import torch
 
-        self.model = model_identity(model)
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # Inference only, so bf16 storage loses nothing that matters; on CPU it also spares bf16
@@ -94,6 +98,7 @@ class HFProvider:
         self._lm, self._tok = _load(model, "bfloat16" if self.device == "cpu" else "auto")
         self._lm.to(self.device).eval()
         self.has_chat_template = bool(getattr(self._tok, "chat_template", None))
+        self.model = model_identity(model) + ("" if self.has_chat_template else f"|{PLAIN_FORMAT}")
         self._queue: list[_Pending] = []
         self._worker: asyncio.Task[None] | None = None
         self._gen_lock = threading.Lock()
@@ -155,7 +160,7 @@ class HFProvider:
         first = requests[0]
         enc = self._tok(prompts, return_tensors="pt", padding=True,
                         add_special_tokens=not self.has_chat_template).to(self.device)
-        stops = () if self.has_chat_template else (STOP_MARKER,)
+        stops = () if self.has_chat_template else (STOP_MARKER, RESPONSE_MARKER)
         kwargs: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": self._tok.pad_token_id}
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if first.temperature > 0:
