@@ -83,12 +83,13 @@ async def _run_round(cfg: LLMConfig, items: list[dict]) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="requests at concurrency 8 and 32")
+    parser.add_argument("--n", type=int, default=1000,
+                        help="requests at concurrency 8 and 32; with --evolve also the seed items of a round")
     parser.add_argument("--n1", type=int, default=200, help="requests at concurrency 1 (ideal 20/s at 50 ms)")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeat", type=int, default=3, help="runs per concurrency; the summary takes the median")
-    parser.add_argument("--evolve", action="store_true", help="also measure a round through RoundRunner")
+    parser.add_argument("--evolve", action="store_true", help="also measure a round of --n seed items through RoundRunner (two calls each)")
     parser.add_argument("--json", dest="json_out", default=None, help="write the results here")
     args = parser.parse_args()
 
@@ -119,7 +120,7 @@ def main() -> None:
             for conc in [c for c in args.concurrency if c > 1]:
                 cfg = LLMConfig(model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
                                 cache=str(Path(tmp) / f"round{conc}.sqlite"))
-                items = _evolve_items(args.n // 2)
+                items = _evolve_items(args.n)
                 wall, usage = asyncio.run(_run_round(cfg, items))
                 cached_wall, _ = asyncio.run(_run_round(cfg, items))
                 calls = usage["requests"] + usage["cache_hits"]
