@@ -198,6 +198,21 @@ def test_gradient_checkpointing_changes_memory_not_results(tiny_model_dir: Path,
     assert abs(plain["final_loss"] - ckpt["final_loss"]) < 1e-4
 
 
+def test_identical_runs_write_byte_identical_model_dirs(tiny_model_dir: Path, train_file: Path,
+                                                       tmp_path: Path) -> None:
+    """What DVC hashes: a re-run with the same inputs must not look like a new model."""
+    cfg = _cfg(tiny_model_dir, tmp_path, max_steps=3)
+    train(cfg, train_file, tmp_path / "m1")
+    train(cfg, train_file, tmp_path / "m2")
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    first, second = files(tmp_path / "m1"), files(tmp_path / "m2")
+    assert first.keys() == second.keys() and CONFIG_FILE in first
+    assert [name for name in first if first[name] != second[name]] == []
+
+
 @pytest.mark.parametrize("override, key", [
     ("learning_rate: -0.001", "finetune.learning_rate"),
     ("max_length: 0", "finetune.max_length"),

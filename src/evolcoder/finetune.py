@@ -243,8 +243,11 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         "world_size": world, "gradient_accumulation_steps": accumulation, "packing": cfg.packing,
         "lora": cfg.lora.enabled, "response_logits_only": collator.response_logits_only, "run_id": run_id,
     }
+    # Timings stay out of the model dir (they are in the metrics file): an identical re-run
+    # then writes a byte-identical dir, and DVC skips the evaluations downstream.
+    weights_only = {k: v for k, v in metrics.items() if k not in ("runtime_s", "tokens_per_s")}
     _save(trainer, tokenizer, cfg, out_dir, {"train_data": str(train_path), "train_data_sha256": data_sha,
-                                               "base_model": cfg.base_model, "metrics": metrics})
+                                               "base_model": cfg.base_model, "metrics": weights_only})
     if args.process_index == 0 and metrics_path is not None:
         write_json(metrics_path, metrics)
     trainer.accelerator.wait_for_everyone()
