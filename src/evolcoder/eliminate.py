@@ -98,11 +98,16 @@ def judge_says_equal(verdict: str) -> str | None:
     return None
 
 
-def check_instruction(parent: str, child: str, threshold: float) -> str | None:
-    """Rules that look at the evolved instruction alone (before paying for an answer)."""
-    return empty_instruction(child) or leaked_prompt_words(child) or no_information_gain(parent, child, threshold)
+def check_instruction(parent: str, child: str, threshold: float, finish_reason: str | None = None) -> str | None:
+    """Rules that look at the evolved instruction alone (before paying for an answer).
+
+    `finish_reason` is given only when truncation counts (`evol.drop_truncated`).
+    """
+    return (empty_instruction(child) or leaked_prompt_words(child)
+            or no_information_gain(parent, child, threshold) or truncated(finish_reason, "evolved instruction"))
 
 
-def check_response(response: str, min_sorry_words: int) -> str | None:
-    """Rules that look at the generated answer."""
-    return vacuous_response(response) or sorry_response(response, min_sorry_words)
+def check_response(response: str, min_sorry_words: int, finish_reason: str | None = None) -> str | None:
+    """Rules that look at the generated answer; `finish_reason` as for `check_instruction`."""
+    return (vacuous_response(response) or sorry_response(response, min_sorry_words)
+            or truncated(finish_reason, "response"))

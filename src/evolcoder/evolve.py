@@ -23,7 +23,7 @@ from tqdm import tqdm
 from evolcoder import eliminate
 from evolcoder.jsonio import write_json, write_jsonl
 from evolcoder.llm.base import ChatRequest
-from evolcoder.llm.client import BudgetExhausted, LLMClient, LLMError
+from evolcoder.llm.client import BudgetExhausted, CallResult, LLMClient, LLMError
 from evolcoder.prompts import EQUALITY_TEMPLATE, evol_prompt
 from evolcoder.seed import record_id
 
@@ -120,6 +120,10 @@ class RoundRunner:
         seed = _derive(self.base_seed, self.seed, self.round, item_id, purpose) % (2**31)
         return ChatRequest.user(content, seed=seed, **self.sampling)
 
+    def _cut_off(self, result: CallResult) -> str | None:
+        """The finish reason the truncation rule should see: none when `drop_truncated` is off."""
+        return result.finish_reason if self.rules["drop_truncated"] else None
+
     async def evolve_item(self, item: dict[str, Any]) -> Outcome:
         method = draw_method(self.seed, self.round, item["id"], self.weights)
         try:
@@ -127,9 +131,7 @@ class RoundRunner:
                 self._request(evol_prompt(method, question_text(item)), item["id"], "evolve"))
             instruction = rewrite.text.strip()
             reason = eliminate.check_instruction(question_text(item), instruction,
-                                                 self.rules["similarity_threshold"])
-            if reason is None and self.rules["drop_truncated"]:
-                reason = eliminate.truncated(rewrite.finish_reason, "evolved instruction")
+                                                 self.rules["similarity_threshold"], self._cut_off(rewrite))
             if reason is None and self.rules["llm_equality_check"]:
                 verdict = await self.client.complete(self._request(
                     EQUALITY_TEMPLATE.format(first=question_text(item), second=instruction),
@@ -139,9 +141,7 @@ class RoundRunner:
                 return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
             answer = await self.client.complete(self._request(instruction, item["id"], "answer"))
             response = answer.text.strip()
-            reason = eliminate.check_response(response, self.rules["min_sorry_words"])
-            if reason is None and self.rules["drop_truncated"]:
-                reason = eliminate.truncated(answer.finish_reason, "response")
+            reason = eliminate.check_response(response, self.rules["min_sorry_words"], self._cut_off(answer))
             if reason is not None:
                 return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
         except LLMError as exc:
