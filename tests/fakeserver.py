@@ -418,6 +418,8 @@ def subprocess_server(latency: float = 0.0, log_path: str | None = None) -> Iter
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
 
 
 def remote_stats(base_url: str) -> dict[str, Any]:

@@ -297,8 +297,8 @@ def preset_cmd(preset: str, params_path: str) -> None:
     from evolcoder.jsonio import atomic_open
 
     yaml = YAML()
-    params = yaml.load(open(params_path, encoding="utf-8"))
-    overrides = yaml.load(open(preset, encoding="utf-8")) or {}
+    params = yaml.load(Path(params_path))
+    overrides = yaml.load(Path(preset)) or {}
 
     def merge(into, new) -> None:
         for key, value in new.items():
