@@ -108,7 +108,7 @@ def main() -> None:
 
         if not args.skip_plus:
             plus = tmp_path / "plus.jsonl"
-            from evolcoder.problems import load_benchmark
+            from evolcoder.eval.problems import load_benchmark
 
             bench = load_benchmark("humaneval+")
             plus.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.canonical_solution}) + "\n"

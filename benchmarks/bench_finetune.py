@@ -46,7 +46,7 @@ def make_data(path: Path, n: int, seed: int) -> None:
 
 def run_ours(args: argparse.Namespace, packing: bool) -> dict:
     from evolcoder.config import FinetuneConfig, build
-    from evolcoder.finetune import train
+    from evolcoder.train.finetune import train
 
     cfg = build(FinetuneConfig, {
         "base_model": args.model, "learning_rate": 1e-4, "max_steps": args.steps, "warmup_steps": 0,
@@ -63,10 +63,10 @@ def run_trl(args: argparse.Namespace, packing: bool) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from evolcoder.finetune import resolve_precision
-    from evolcoder.models import load_tokenizer, resolve
-    from evolcoder.prompts import alpaca_prompt
-    from evolcoder.sft_data import load_records
+    from evolcoder.train.finetune import resolve_precision
+    from evolcoder.hf.models import load_tokenizer, resolve
+    from evolcoder.alpaca import alpaca_prompt
+    from evolcoder.train.sft_data import load_records
 
     rows = [{"prompt": alpaca_prompt(r["instruction"], r.get("input", "")), "completion": r["output"]}
             for r in load_records(args.train)]

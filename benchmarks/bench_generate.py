@@ -19,7 +19,7 @@ import click
 
 
 def _default_model() -> str:
-    from evolcoder.models import EMBEDDED, materialize
+    from evolcoder.hf.models import EMBEDDED, materialize
 
     out = Path(os.environ.get("EVOLCODER_CACHE_DIR") or Path.home() / ".cache" / "evolcoder") / "bench-gemma"
     if not (out / "config.json").is_file():
@@ -42,8 +42,8 @@ def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str,
     import torch
 
     from evolcoder.config import GenerateConfig, build
-    from evolcoder.generate import HFBackend, make_requests
-    from evolcoder.problems import load_benchmark
+    from evolcoder.eval.generate import HFBackend, make_requests
+    from evolcoder.eval.problems import load_benchmark
 
     if threads:
         torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ gives the median and the range, because one 2-second run on a shared machine is 
 
 The server runs as a separate process so the benchmark measures the client, not the two
 sharing one interpreter. With `--evolve` the same is also measured through the round
-runner (`evolcoder.evolve.RoundRunner`: two calls per item).
+runner (`evolcoder.evolution.rounds.RoundRunner`: two calls per item).
 
     python benchmarks/bench_llm.py [--n 1000] [--latency 0.05] [--repeat 3] [--evolve] [--json out.json]
 """
@@ -35,7 +35,7 @@ from fakeserver import subprocess_server  # noqa: E402
 from evolcoder.config import LLMConfig  # noqa: E402
 from evolcoder.llm.base import ChatRequest  # noqa: E402
 from evolcoder.llm.client import make_client  # noqa: E402
-from evolcoder.prompts import evol_prompt  # noqa: E402
+from evolcoder.evolution.prompts import evol_prompt  # noqa: E402
 
 
 def _requests(n: int, tag: str) -> list[ChatRequest]:
@@ -56,7 +56,7 @@ async def _run(cfg: LLMConfig, requests: list[ChatRequest]) -> tuple[float, dict
 
 
 def _evolve_items(n: int) -> list[dict]:
-    from evolcoder.seed import record_id
+    from evolcoder.records import record_id
 
     items = []
     for i in range(n):
@@ -68,8 +68,8 @@ def _evolve_items(n: int) -> list[dict]:
 
 async def _run_round(cfg: LLMConfig, items: list[dict]) -> tuple[float, dict]:
     from evolcoder.config import EvolConfig
-    from evolcoder.evolve import RoundRunner
-    from evolcoder.plan import round_plan
+    from evolcoder.evolution.rounds import RoundRunner
+    from evolcoder.evolution.plan import round_plan
 
     plan = round_plan(EvolConfig(rounds=1), cfg, 1)
     client = make_client(cfg, stage="bench-round@1")

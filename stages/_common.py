@@ -9,24 +9,18 @@ from typing import Any
 
 import click
 
+from evolcoder.errors import EvolcoderError
+
 
 def stage_main(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Report ConfigError / DataError / BudgetExhausted as one line and exit non-zero."""
+    """Report any EvolcoderError as one line and exit with its code (2 input, 3 budget)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from evolcoder.config import ConfigError
-        from evolcoder.jsonio import DataError
-
         try:
             return func(*args, **kwargs)
-        except (ConfigError, DataError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except Exception as exc:  # the LLM budget stop is expected, not a crash
-            if type(exc).__name__ == "BudgetExhausted":
-                click.echo(f"stopped: {exc}", err=True)
-                sys.exit(3)
-            raise
+        except EvolcoderError as exc:
+            click.echo(f"{exc.label}: {exc}", err=True)
+            sys.exit(exc.exit_code)
 
     return wrapper

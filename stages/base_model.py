@@ -11,7 +11,7 @@ from _common import stage_main
 
 from evolcoder.config import BaseModelConfig, build, load_section
 from evolcoder.jsonio import write_json
-from evolcoder.models import ModelError, materialize
+from evolcoder.hf.models import materialize
 
 
 @click.command()
@@ -23,10 +23,7 @@ from evolcoder.models import ModelError, materialize
 def main(params: str, source: str | None, out: str, metrics: str | None) -> None:
     cfg = (build(BaseModelConfig, {"source": source}, "base_model") if source
            else load_section(BaseModelConfig, "base_model", params))
-    try:
-        info = materialize(cfg.source, out)
-    except ModelError as exc:
-        raise click.ClickException(str(exc)) from None
+    info = materialize(cfg.source, out)
     if metrics:
         write_json(metrics, info)
     click.echo(f"base_model: {info}")

@@ -39,9 +39,9 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     mode = gen_cfg.base_mode if role == "base" else gen_cfg.mode
     started = time.perf_counter()
 
-    from evolcoder.execute import evaluate_samples
-    from evolcoder.generate import check_model, decoding_settings, generate_samples, make_backend, model_provenance
-    from evolcoder.problems import load_benchmark
+    from evolcoder.eval.execute import evaluate_samples
+    from evolcoder.eval.generate import check_model, decoding_settings, generate_samples, make_backend, model_provenance
+    from evolcoder.eval.problems import load_benchmark
 
     benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
     check_model(model, gen_cfg.backend, local=True)

@@ -33,13 +33,9 @@ def main(params: str, train_path: str, out: str, metrics: str, live_dir: str) ->
         click.echo(f"finetune: relaunching under {' '.join(cmd)}", err=True)
         sys.exit(subprocess.call(cmd, env={**os.environ, _LAUNCHED: "1"}))
 
-    from evolcoder.finetune import TrainError, train
+    from evolcoder.train.finetune import train
 
-    try:
-        result = train(cfg, train_path, out, metrics_path=metrics, live_dir=live_dir)
-    except TrainError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    result = train(cfg, train_path, out, metrics_path=metrics, live_dir=live_dir)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"finetune: {result}")
 

@@ -9,9 +9,9 @@ import click
 from _common import stage_main
 
 from evolcoder.config import MergeConfig, load_section
-from evolcoder.evolve import is_marker
+from evolcoder.evolution.rounds import is_marker
 from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
-from evolcoder.merge import load_index, merge
+from evolcoder.dataset.merge import load_index, merge
 
 
 @click.command()

@@ -6,7 +6,7 @@ import click
 from _common import stage_main
 
 from evolcoder.config import EvolConfig, LLMConfig, load_section
-from evolcoder.plan import write_plans
+from evolcoder.evolution.plan import write_plans
 
 
 @click.command()

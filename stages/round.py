@@ -10,8 +10,9 @@ import click
 from _common import stage_main
 
 from evolcoder.config import LLMConfig, load_section
-from evolcoder.evolve import RoundRunner, is_marker, write_inactive, write_round
-from evolcoder.jsonio import DataError, read_jsonl
+from evolcoder.evolution.rounds import RoundRunner, is_marker, write_inactive, write_round
+from evolcoder.jsonio import read_jsonl
+from evolcoder.errors import DataError
 from evolcoder.llm.client import make_client
 
 

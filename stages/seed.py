@@ -7,7 +7,7 @@ from _common import stage_main
 
 from evolcoder.config import SeedConfig, load_section
 from evolcoder.jsonio import write_json, write_jsonl
-from evolcoder.seed import load_seed
+from evolcoder.dataset.seed import load_seed
 
 
 @click.command()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evolcoder.config import (SECTIONS, ConfigError, EvolConfig, LLMConfig, SeedConfig, build,
-                              load_section)
+from evolcoder.config import SECTIONS, EvolConfig, LLMConfig, SeedConfig, build, load_section
+from evolcoder.errors import ConfigError
 
 
 def test_defaults_build_for_every_section() -> None:

@@ -18,10 +18,10 @@ from fakeserver import (EVOL_PREFIX, FakeServer, Fault, default_responder, remot
                         subprocess_server)
 
 from evolcoder.config import EvolConfig, LLMConfig
-from evolcoder.evolve import RoundRunner, write_round
+from evolcoder.evolution.rounds import RoundRunner, write_round
 from evolcoder.llm.client import BudgetExhausted, make_client
-from evolcoder.plan import round_plan
-from evolcoder.seed import record_id
+from evolcoder.evolution.plan import round_plan
+from evolcoder.records import record_id
 
 REPO = Path(__file__).resolve().parents[1]
 

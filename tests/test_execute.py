@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from evolcoder.execute import evaluate_samples, missing_toolchain, pass_at_k, read_samples, task_timeout
-from evolcoder.jsonio import DataError
-from evolcoder.problems import load_benchmark
+from evolcoder.eval.execute import evaluate_samples, missing_toolchain, pass_at_k, read_samples, task_timeout
+from evolcoder.errors import DataError
+from evolcoder.eval.problems import load_benchmark
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = [pytest.mark.timeout(300),

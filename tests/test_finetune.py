@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from evolcoder.config import ConfigError, FinetuneConfig, build
-from evolcoder.finetune import CONFIG_FILE, train
-from evolcoder.jsonio import DataError, write_jsonl
-from evolcoder.models import load_causal_lm, load_tokenizer
-from evolcoder.prompts import alpaca_prompt
+from evolcoder.config import FinetuneConfig, build
+
+from evolcoder.errors import ConfigError
+from evolcoder.train.finetune import CONFIG_FILE, train
+from evolcoder.jsonio import write_jsonl
+from evolcoder.errors import DataError
+from evolcoder.hf.models import load_causal_lm, load_tokenizer
+from evolcoder.alpaca import alpaca_prompt
 from evolcoder.jsonio import file_sha256
-from evolcoder.sft_data import IGNORE, SFTCollator, encode_example, pack, tokenize_records
+from evolcoder.train.sft_data import IGNORE, SFTCollator, encode_example, pack, tokenize_records
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -265,7 +268,7 @@ def test_response_logits_only_gives_the_same_loss(tiny_model_dir: Path, packing:
     """Projecting only response positions onto the vocabulary must not change the loss."""
     from transformers import AutoModelForCausalLM
 
-    from evolcoder.finetune import selects_logits
+    from evolcoder.train.finetune import selects_logits
 
     tok = load_tokenizer(str(tiny_model_dir), padding_side="right")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

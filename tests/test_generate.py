@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from evolcoder.config import ConfigError, GenerateConfig, build
-from evolcoder.execute import evaluate_samples
-from evolcoder.generate import (HFBackend, OpenAIBackend, build_prompt, check_model, generate_samples,
+from evolcoder.config import GenerateConfig, build
+
+from evolcoder.errors import ConfigError
+from evolcoder.eval.execute import evaluate_samples
+from evolcoder.eval.generate import (HFBackend, OpenAIBackend, build_prompt, check_model, generate_samples,
                                 make_backend)
-from evolcoder.postprocess import postprocess
-from evolcoder.problems import load_benchmark
+from evolcoder.eval.postprocess import postprocess
+from evolcoder.eval.problems import load_benchmark
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakeserver import FakeServer  # noqa: E402
@@ -200,7 +202,7 @@ def test_generate_cli_with_tiny_model(tmp_path: Path, tiny_model_dir: Path) -> N
     from click.testing import CliRunner
 
     from evolcoder.cli import main
-    from evolcoder.execute import read_samples
+    from evolcoder.eval.execute import read_samples
 
     out = tmp_path / "samples.jsonl"
     result = CliRunner().invoke(main, [

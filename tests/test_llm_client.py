@@ -11,7 +11,7 @@ from fakeserver import EVOL_PREFIX, FakeServer, Fault, default_responder, subpro
 from evolcoder.config import LLMConfig
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import CallResult, make_client
-from evolcoder.prompts import evol_prompt
+from evolcoder.evolution.prompts import evol_prompt
 
 
 def _cfg(base_url: str, tmp: Path, **kw) -> LLMConfig:

@@ -108,7 +108,7 @@ def test_through_the_client_a_rerun_generates_nothing(tmp_path: Path, tiny_model
 
 def test_materialised_model_dir_is_followed_and_its_hash_keys_the_cache(tmp_path: Path,
                                                                         tiny_model_dir: Path) -> None:
-    from evolcoder.models import materialize
+    from evolcoder.hf.models import materialize
 
     info = materialize(str(tiny_model_dir), tmp_path / "base")
     provider = HFProvider(str(tmp_path / "base"))

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from fakeserver import FakeServer, Fault
 
-from evolcoder.config import ConfigError, LLMConfig
+from evolcoder.config import LLMConfig
+
+from evolcoder.errors import ConfigError
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import LLMClient, LLMError, make_client
 from evolcoder.llm.openai_provider import OpenAIProvider, parse_retry_after

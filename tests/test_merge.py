@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evolcoder.config import MergeConfig
-from evolcoder.merge import ContaminationIndex, load_index, merge
+from evolcoder.dataset.merge import ContaminationIndex, load_index, merge
 
 DATA = Path(os.environ.get("EVOLCODER_DATA_DIR", ""))
 

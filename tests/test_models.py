@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evolcoder.models import EMBEDDED, REF_FILE, ModelError, load_causal_lm, materialize, resolve
+from evolcoder.hf.models import EMBEDDED, REF_FILE, ModelError, load_causal_lm, materialize, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,12 @@ import random
 
 import pytest
 
-from evolcoder import eliminate
-from evolcoder.config import ConfigError, EvolConfig, LLMConfig, build
-from evolcoder.evolve import draw_method
-from evolcoder.plan import round_plan, write_plans
-from evolcoder.seed import normalize
+from evolcoder.evolution import eliminate
+from evolcoder.config import EvolConfig, LLMConfig, build
+from evolcoder.errors import ConfigError
+from evolcoder.evolution.rounds import draw_method
+from evolcoder.evolution.plan import round_plan, write_plans
+from evolcoder.records import normalize
 
 
 def _plans(evol: dict, tmp_path, slots: int = 8) -> dict[int, bytes]:

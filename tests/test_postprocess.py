@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evolcoder.postprocess import extract_code, is_final, postprocess, truncate_at_stops
-from evolcoder.prompts import eval_prompt
+from evolcoder.eval.postprocess import extract_code, is_final, postprocess, truncate_at_stops
+from evolcoder.eval.prompts import eval_prompt
 
 PROMPT = eval_prompt('def add(a, b):\n    """Return a + b."""\n')
 

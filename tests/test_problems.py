@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from evolcoder.config import ConfigError
-from evolcoder.problems import BENCHMARK_NAMES, load_benchmark
+from evolcoder.errors import ConfigError
+from evolcoder.eval.problems import BENCHMARK_NAMES, load_benchmark
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = [pytest.mark.timeout(120),

@@ -21,8 +21,8 @@ import pytest
 
 from evolcoder.config import SeedConfig
 from evolcoder.jsonio import read_jsonl
-from evolcoder.merge import ContaminationIndex, ngrams, words
-from evolcoder.seed import load_seed
+from evolcoder.dataset.merge import ContaminationIndex, ngrams, words
+from evolcoder.dataset.seed import load_seed
 
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = Path(str(resources.files("evolcoder") / "resources"))

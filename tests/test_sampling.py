@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from evolcoder.sampling import CandidateSampler
+from evolcoder.hf.sampling import CandidateSampler
 
 
 def _draw(sampler: CandidateSampler, logits: torch.Tensor, n: int) -> torch.Tensor:

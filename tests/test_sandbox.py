@@ -1,4 +1,4 @@
-"""Hostile suite: each containment promise of `evolcoder.sandbox`, attacked for real.
+"""Hostile suite: each containment promise of `evolcoder.eval.sandbox`, attacked for real.
 
 Every test is bounded (pytest timeout, a sandbox with small limits), so a broken sandbox
 fails a test instead of taking the machine down.
@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from evolcoder.sandbox import Limits, Sandbox, decode, digest, encode
+from evolcoder.eval.sandbox import Limits, Sandbox, decode, digest, encode
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from evolcoder.config import SeedConfig
-from evolcoder.jsonio import DataError
-from evolcoder.seed import load_seed, record_id
+from evolcoder.errors import DataError
+from evolcoder.dataset.seed import load_seed
+from evolcoder.records import record_id
 
 REPO = Path(__file__).resolve().parents[1]
 

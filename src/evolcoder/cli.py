@@ -14,17 +14,16 @@ import click
 
 
 class _FriendlyGroup(click.Group):
-    """Turn the library's validation errors into one clear line and exit code 2."""
+    """Turn the library's errors into one clear line and their exit code (2: fix the input)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
-        from evolcoder.config import ConfigError
-        from evolcoder.jsonio import DataError
+        from evolcoder.errors import EvolcoderError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, DataError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+        except EvolcoderError as exc:
+            click.echo(f"{exc.label}: {exc}", err=True)
+            sys.exit(exc.exit_code)
 
 
 @click.group(cls=_FriendlyGroup)
@@ -90,9 +89,9 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
     """Run SAMPLES in the sandbox against a benchmark and report pass@k."""
     from pathlib import Path
 
-    from evolcoder.execute import evaluate_samples, read_samples
+    from evolcoder.eval.execute import evaluate_samples, read_samples
     from evolcoder.jsonio import write_json, write_jsonl
-    from evolcoder.problems import load_benchmark
+    from evolcoder.eval.problems import load_benchmark
 
     k_values = _parse_ks(ks)
     if not Path(samples_path).is_file():
@@ -139,9 +138,11 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
 
     import yaml
 
-    from evolcoder.config import ConfigError, GenerateConfig, build, load_yaml
+    from evolcoder.config import GenerateConfig, build, load_yaml
+
+    from evolcoder.errors import ConfigError
     from evolcoder.jsonio import write_jsonl
-    from evolcoder.problems import load_benchmark
+    from evolcoder.eval.problems import load_benchmark
 
     section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
     for item in overrides:
@@ -156,7 +157,7 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
         raise ConfigError("--limit: must be >= 0")
     benchmark = load_benchmark(benchmark_name, data_dir)
     problems = benchmark.problems[:limit] if limit else benchmark.problems
-    from evolcoder.generate import generate_samples, make_backend
+    from evolcoder.eval.generate import generate_samples, make_backend
 
     backend = make_backend(cfg, model)
     samples, stats = generate_samples(problems, backend, cfg, cfg.mode)
@@ -179,7 +180,7 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
 def evol_stop_cmd(exp_json: str | None, do_apply: bool, dev_metric: str, test_metric: str,
                   rounds_param: str, plot_out: str) -> None:
     """Pick the evolution round count with the best dev pass@1 from a `dvc exp` sweep."""
-    from evolcoder import evolstop
+    from evolcoder.eval import evolstop
     from evolcoder.jsonio import write_json
 
     doc = evolstop.load_exp_json(exp_json) if exp_json else evolstop.run_exp_show()
@@ -230,7 +231,9 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
     import json
     from pathlib import Path
 
-    from evolcoder.config import ConfigError, LLMConfig, load_section
+    from evolcoder.config import LLMConfig, load_section
+
+    from evolcoder.errors import ConfigError
     from evolcoder.llm.cache import CompletionCache
     from evolcoder.llm.client import estimate_cost
 
@@ -270,7 +273,7 @@ def export_seed_cmd(source: str, out: str, split: str) -> None:
     `evolcoder export-seed sahil280114/codealpaca data/seed/codealpaca20k.jsonl`.
     """
     from evolcoder.jsonio import write_jsonl
-    from evolcoder.seed import iter_raw
+    from evolcoder.dataset.seed import iter_raw
 
     count = write_jsonl(out, (record for _, record in iter_raw(source, split)))
     click.echo(f"wrote {count} records to {out}")

@@ -16,9 +16,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A params value is missing, unknown or of the wrong type; the message names the key."""
+from evolcoder.errors import ConfigError
+from evolcoder.suites import BENCHMARK_NAMES
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
@@ -427,8 +426,6 @@ class EvalConfig:
         section = type(self).SECTION
         _check(bool(self.benchmarks), f"{section}.benchmarks", "must name at least one benchmark")
         _check(len(set(self.benchmarks)) == len(self.benchmarks), f"{section}.benchmarks", "has duplicates")
-        from evolcoder.problems import BENCHMARK_NAMES
-
         for i, name in enumerate(self.benchmarks):
             _check(name in BENCHMARK_NAMES, f"{section}.benchmarks[{i}]",
                    f"unknown benchmark {name!r}; known: {', '.join(BENCHMARK_NAMES)}")

@@ -18,9 +18,7 @@ from typing import Any, IO
 
 import jsonlines
 
-
-class DataError(ValueError):
-    """Bad input data; the message starts with `file:line:`."""
+from evolcoder.errors import DataError
 
 
 @contextlib.contextmanager

@@ -22,20 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evolcoder.config import ConfigError, LLMConfig
+from evolcoder.config import LLMConfig
+from evolcoder.errors import BudgetExhausted, ConfigError, LLMError
 from evolcoder.llm.base import ChatRequest, Completion, Provider, TransientError
 from evolcoder.llm.cache import CallLog, CompletionCache
 
 MAX_BACKOFF_S = 60.0
 MAX_RETRY_AFTER_S = 300.0  # a misconfigured server asking for hours must not hang a stage silently
-
-
-class LLMError(RuntimeError):
-    """A request failed permanently (after retries); the caller records the item as failed."""
-
-
-class BudgetExhausted(RuntimeError):
-    """`llm.max_calls` paid calls were made; the stage should stop and keep what it has."""
 
 
 @dataclass(frozen=True)

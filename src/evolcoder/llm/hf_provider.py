@@ -166,7 +166,7 @@ class HFProvider:
         if first.temperature > 0:
             from transformers import LogitsProcessorList
 
-            from evolcoder.sampling import CandidateSampler
+            from evolcoder.hf.sampling import CandidateSampler
 
             kwargs["logits_processor"] = LogitsProcessorList(
                 [CandidateSampler(first.temperature, first.top_p, seed=_batch_seed(requests))])
@@ -229,9 +229,9 @@ def _batch_seed(requests: list[ChatRequest]) -> int:
 
 
 def _load(model: str, dtype: str) -> tuple[Any, Any]:
-    """Through `evolcoder.models` (follows model_ref.json, pad token guaranteed, left padding)."""
+    """Through `evolcoder.hf.models` (follows model_ref.json, pad token guaranteed, left padding)."""
     try:
-        from evolcoder.models import load_causal_lm
+        from evolcoder.hf.models import load_causal_lm
     except ImportError:  # the models module is optional for this provider
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

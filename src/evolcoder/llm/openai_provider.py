@@ -17,7 +17,9 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from evolcoder.config import ConfigError, LLMConfig
+from evolcoder.config import LLMConfig
+
+from evolcoder.errors import ConfigError
 from evolcoder.llm.base import ChatRequest, Completion, TransientError
 
 RETRYABLE_STATUS = {408, 409, 425, 429}

@@ -17,15 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from evolcoder.errors import ModelError
 from evolcoder.paths import user_cache_dir
 
 EMBEDDED = "embedded:gemma-3-270m"
 REF_FILE = "model_ref.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-class ModelError(ValueError):
-    """A model source that cannot be used; the message names it."""
 
 
 def _sha256_files(paths: list[Path]) -> str:

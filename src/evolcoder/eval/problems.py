@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evolcoder.config import ConfigError
+from evolcoder.errors import ConfigError
 from evolcoder.paths import user_cache_dir
+from evolcoder.suites import BENCHMARK_NAMES, MBPP_SPLITS as _MBPP_SPLITS, MULTIPL_E_LANGUAGES as LANGUAGES
 
-LANGUAGES = ("cpp", "java", "js", "rs", "go", "sh")
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,6 @@ class Benchmark:
                 "source": self.source, "n_tasks": len(self.problems)}
 
 
-_MBPP_SPLITS = {"mbpp": (11, 510), "mbpp-validation": (511, 600), "mbpp-train": (601, 974),
-                "mbpp-prompt": (1, 10), "mbpp-full": (1, 974)}
-BENCHMARK_NAMES: tuple[str, ...] = (
-    "humaneval", "humaneval+", *_MBPP_SPLITS, "mbpp-sanitized", "mbpp+",
-    *(f"multipl-e-{lang}" for lang in LANGUAGES), "dev")
 
 # (relative path in the data dir, public URL, version label)
 _SOURCES = {
@@ -173,7 +168,7 @@ def _humaneval(r: dict) -> Problem:
 
 
 def _dev() -> Benchmark:
-    path = Path(__file__).parent / "resources" / "devset.jsonl"
+    path = Path(__file__).parents[1] / "resources" / "devset.jsonl"
     if not path.exists():
         raise ConfigError(f"benchmark dev: {path} is missing from this installation")
     blob = path.read_bytes()

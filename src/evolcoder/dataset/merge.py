@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evolcoder.config import MergeConfig
-from evolcoder.seed import normalize
+from evolcoder.records import normalize
 
 _TOKEN = re.compile(r"[a-z0-9_]+")
 
@@ -60,7 +60,7 @@ class ContaminationIndex:
 
 def load_index(cfg: MergeConfig) -> ContaminationIndex:
     """Index the prompts of `cfg.decontaminate` benchmarks (all 974 MBPP tasks for `mbpp`)."""
-    from evolcoder.problems import load_benchmark
+    from evolcoder.eval.problems import load_benchmark
 
     texts: list[tuple[str, str]] = []
     names: list[tuple[str, str]] = []

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import FinetuneConfig, to_dict
-from .jsonio import write_json
-from .models import REF_FILE, resolve
-from .jsonio import file_sha256
-from .sft_data import SFTCollator, load_records, pack, tokenize_records
+from evolcoder.config import FinetuneConfig, to_dict
+from evolcoder.errors import ConfigError, TrainError
+from evolcoder.hf.models import REF_FILE, resolve
+from evolcoder.jsonio import file_sha256, write_json
+from evolcoder.train.sft_data import SFTCollator, load_records, pack, tokenize_records
 
 CONFIG_FILE = "evolcoder_config.json"
 # Settings that change how a run is *executed or reported*, not what it computes, so a
@@ -51,7 +51,7 @@ def gradient_accumulation(cfg: FinetuneConfig, world_size: int) -> int:
         return cfg.gradient_accumulation_steps
     per_step = cfg.per_device_batch_size * world_size
     if cfg.global_batch_size % per_step:
-        from .config import ConfigError
+        from evolcoder.errors import ConfigError
 
         raise ConfigError(f"params: finetune.global_batch_size: {cfg.global_batch_size} is not a multiple "
                           f"of per_device_batch_size x processes = {per_step}")
@@ -92,10 +92,6 @@ def selects_logits(model: Any) -> bool:
     except Exception:  # noqa: BLE001 - any failure means "not supported", full logits are used
         return False
     return tuple(logits.shape[:-1]) in ((2,), (1, 2))
-
-
-class TrainError(RuntimeError):
-    """The run cannot start or finish for a reason the user must fix; the message says how."""
 
 
 def open_live(live_dir: Path) -> Any:
@@ -166,7 +162,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
     from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .models import load_tokenizer
+    from evolcoder.hf.models import load_tokenizer
 
     started = time.perf_counter()
     out_dir, train_path = Path(out_dir), Path(train_path)

@@ -27,6 +27,7 @@ import json
 from hashlib import sha256 as _sha256
 import math
 import os
+from pathlib import Path
 import resource
 import select
 import shutil
@@ -716,8 +717,8 @@ class _Handle:
         self.uid = 1_000_000 + (os.getpid() % 100_000) * 64 + index
         disable = [d for d in os.environ.get("EVOLCODER_SANDBOX_DISABLE", "").split(",") if d]
         self.cgroups = _Cgroups(f"{os.getpid()}-{index}", limits, enabled="cgroups" not in disable)
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        code = f"import sys; sys.path.insert(0, {src!r}); from evolcoder.sandbox import _worker_main; _worker_main()"
+        src = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {src!r}); from evolcoder.eval.sandbox import _worker_main; _worker_main()"
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True,

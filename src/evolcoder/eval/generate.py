@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evolcoder.config import ConfigError, GenerateConfig
-from evolcoder.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
-from evolcoder.problems import Problem
-from evolcoder.prompts import EVAL_INSTRUCTION, alpaca_prompt, eval_prompt
+from evolcoder.config import GenerateConfig
+
+from evolcoder.errors import ConfigError
+from evolcoder.eval.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
+from evolcoder.eval.problems import Problem
+from evolcoder.alpaca import alpaca_prompt
+from evolcoder.eval.prompts import EVAL_INSTRUCTION, eval_prompt
 
 # Language names for instruct prompts of MultiPL-E problems.
 LANGUAGE_NAMES = {"cpp": "C++", "java": "Java", "js": "JavaScript", "rs": "Rust", "go": "Go", "sh": "Bash"}
@@ -168,7 +171,7 @@ def check_model(model: str, backend: str, *, local: bool = False) -> str:
     something path-shaped that does not exist is an error rather than a hub id to try.
     `local`: the model must be a directory (a DVC stage's model is always a dependency).
     """
-    from evolcoder.models import REF_FILE
+    from evolcoder.hf.models import REF_FILE
 
     path = Path(model).expanduser()
     if path.exists():
@@ -187,7 +190,7 @@ def check_model(model: str, backend: str, *, local: bool = False) -> str:
 
 def model_provenance(model: str) -> dict[str, Any]:
     """Where the weights came from: the materialised reference and/or fine-tuning record."""
-    from evolcoder.models import REF_FILE
+    from evolcoder.hf.models import REF_FILE
 
     info: dict[str, Any] = {"path": model}
     path = Path(model)
@@ -237,7 +240,7 @@ class HFBackend:
     def __init__(self, model: str, *, dtype: str = "bfloat16", device: str | None = None) -> None:
         import torch
 
-        from evolcoder.models import load_causal_lm
+        from evolcoder.hf.models import load_causal_lm
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model, self.tokenizer = load_causal_lm(model, dtype=dtype, device=device, padding_side="left")
@@ -274,7 +277,7 @@ class HFBackend:
             # 262k vocabulary on CPU); the candidate sampler draws the same distribution.
             from transformers import LogitsProcessorList
 
-            from evolcoder.sampling import CandidateSampler
+            from evolcoder.hf.sampling import CandidateSampler
 
             enc = {key: value.repeat_interleave(cfg.n, dim=0) for key, value in enc.items()}
             kwargs["logits_processor"] = LogitsProcessorList(
@@ -385,7 +388,7 @@ class VLLMBackend:
         except ImportError:
             raise ConfigError("params: generate.backend: vllm is not installed (pip install vllm), "
                               "use backend hf or serve the model and use backend openai") from None
-        from evolcoder.models import resolve
+        from evolcoder.hf.models import resolve
 
         self.llm = LLM(model=resolve(model), dtype=dtype, seed=seed)
 

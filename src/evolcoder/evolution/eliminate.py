@@ -11,7 +11,7 @@ import difflib
 import re
 import string
 
-from evolcoder.seed import normalize
+from evolcoder.records import normalize
 
 LEAKED_PROMPT_WORDS = (
     "#rewritten prompt#", "#given prompt#", "#created prompt#", "given prompt", "rewritten prompt",

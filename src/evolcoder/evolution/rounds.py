@@ -20,12 +20,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evolcoder import eliminate
+from evolcoder.evolution import eliminate
 from evolcoder.jsonio import write_json, write_jsonl
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import BudgetExhausted, CallResult, LLMClient, LLMError
-from evolcoder.prompts import EQUALITY_TEMPLATE, evol_prompt
-from evolcoder.seed import record_id
+from evolcoder.evolution.prompts import EQUALITY_TEMPLATE, evol_prompt
+from evolcoder.records import record_id
 
 
 def _derive(*parts: object) -> int:

@@ -1,8 +1,4 @@
-"""Every prompt the recipe uses, verbatim from the WizardCoder paper and its scripts.
-
-Kept in one module so the evolution, training and evaluation stages cannot drift apart:
-the model is trained and evaluated on exactly the same Alpaca template.
-"""
+"""The evolution prompts, verbatim from the WizardCoder paper and WizardLM's scripts."""
 
 from __future__ import annotations
 
@@ -32,31 +28,7 @@ EQUALITY_TEMPLATE = (
     "Your Judgement (Just answer: Equal or Not Equal. No need to explain the reason):"
 )
 
-ALPACA_PROMPT = (
-    "Below is an instruction that describes a task. Write a response that appropriately "
-    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:"
-)
-ALPACA_PROMPT_WITH_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides "
-    "further context. Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
-)
-
-EVAL_INSTRUCTION = "Create a Python script for this problem:\n{prompt}"
-
 
 def evol_prompt(method: str, question: str) -> str:
     """The paper's evolution prompt for one heuristic and one instruction."""
     return EVOL_TEMPLATE.format(method=EVOL_METHODS[method], question=question)
-
-
-def alpaca_prompt(instruction: str, input: str = "") -> str:
-    """The training/evaluation prompt; the `### Input:` variant only when an input exists."""
-    if input and input.strip():
-        return ALPACA_PROMPT_WITH_INPUT.format(instruction=instruction, input=input)
-    return ALPACA_PROMPT.format(instruction=instruction)
-
-
-def eval_prompt(problem_prompt: str) -> str:
-    """WizardCoder's HumanEval/MBPP evaluation prompt around a benchmark prompt."""
-    return alpaca_prompt(EVAL_INSTRUCTION.format(prompt=problem_prompt))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evolcoder.jsonio import DataError
+from evolcoder.errors import DataError
 
 _KIND_RANK = {"experiment": 2, "baseline": 1, "workspace": 0}
 

@@ -1,6 +1,6 @@
 """Judge model samples against a benchmark and report the unbiased pass@k.
 
-Samples go through `evolcoder.sandbox` (the only place model code runs). Per-task time
+Samples go through `evolcoder.eval.sandbox` (the only place model code runs). Per-task time
 limits are scaled from the canonical solution's runtime measured on this machine, with a
 floor, so a slow machine does not turn correct code into timeouts. For the EvalPlus
 benchmarks the canonical outputs are computed once in the sandbox and cached by dataset
@@ -20,9 +20,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from evolcoder.jsonio import DataError, read_jsonl
-from evolcoder.problems import Benchmark, Problem, cache_dir
-from evolcoder.sandbox import Limits, RunResult, Sandbox, decode, digest, encode
+from evolcoder.jsonio import read_jsonl
+
+from evolcoder.errors import DataError
+from evolcoder.eval.problems import Benchmark, Problem, cache_dir
+from evolcoder.eval.sandbox import Limits, RunResult, Sandbox, decode, digest, encode
 
 TIME_FACTOR = 4.0
 REFERENCE_TIMEOUT_S = 600.0

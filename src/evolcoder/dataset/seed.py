@@ -9,28 +9,17 @@ every downstream RNG draw keyed on it is reproducible.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evolcoder.config import SeedConfig
-from evolcoder.jsonio import DataError, read_jsonl
-
-
-def normalize(text: str) -> str:
-    """Canonical form for ids and dedup: NFC, lower case, collapsed whitespace."""
-    return " ".join(unicodedata.normalize("NFC", text).lower().split())
-
-
-def record_id(instruction: str, input: str = "") -> str:
-    """Stable 16-hex-digit id of an (instruction, input) pair."""
-    blob = json.dumps([normalize(instruction), normalize(input)], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+from evolcoder.errors import DataError
+from evolcoder.jsonio import read_jsonl
+from evolcoder.records import seed_record
 
 
 def _json_array(path: Path) -> Iterator[tuple[str, Any]]:
@@ -130,14 +119,12 @@ def load_seed(cfg: SeedConfig) -> SeedResult:
             continue
         instruction = raw["instruction"].strip()
         input = (raw.get("input") or "").strip()
-        rid = record_id(instruction, input)
-        if rid in seen:
+        record = seed_record(instruction, input, (raw.get("output") or "").strip())
+        if record["id"] in seen:
             duplicates += 1
             continue
-        seen.add(rid)
-        records.append({"id": rid, "root_id": rid, "parent_id": None, "round": 0, "method": None,
-                        "instruction": instruction, "input": input,
-                        "output": (raw.get("output") or "").strip()})
+        seen.add(record["id"])
+        records.append(record)
     if not records:
         raise DataError(f"{cfg.path}: no usable seed records")
     if cfg.n and cfg.n < len(records):

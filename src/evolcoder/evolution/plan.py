@@ -12,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evolcoder.config import ConfigError, EvolConfig, LLMConfig
+from evolcoder.config import EvolConfig, LLMConfig
+
+from evolcoder.errors import ConfigError
 from evolcoder.jsonio import write_json
 
 # LLM settings that change what a round produces; concurrency, timeouts and the cache

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .jsonio import DataError, read_jsonl
-from .prompts import alpaca_prompt
+from evolcoder.jsonio import read_jsonl
+
+from evolcoder.errors import DataError
+from evolcoder.alpaca import alpaca_prompt
 
 IGNORE = -100
 REQUIRED = ("instruction", "output")

@@ -1,0 +1,50 @@
+"""The project's errors: one base class, each kind carrying the exit code a stage uses.
+
+Stage scripts and the CLI catch `EvolcoderError` once and turn it into one line on
+stderr and a non-zero exit, so bad input never ends in a traceback or a half-written
+output, and a wrapper script can tell "fix your params" (2) from "budget spent" (3).
+"""
+
+from __future__ import annotations
+
+
+class EvolcoderError(Exception):
+    """Base of every error the user can act on; `exit_code` is what a stage exits with."""
+
+    exit_code = 1
+    label = "error"
+
+
+class ConfigError(EvolcoderError, ValueError):
+    """A params value is missing, unknown or of the wrong type; the message names the key."""
+
+    exit_code = 2
+
+
+class DataError(EvolcoderError, ValueError):
+    """Bad input data; the message starts with `file:line:`."""
+
+    exit_code = 2
+
+
+class ModelError(EvolcoderError, ValueError):
+    """A model source that cannot be resolved or loaded; the message names it."""
+
+    exit_code = 2
+
+
+class TrainError(EvolcoderError, RuntimeError):
+    """Fine-tuning cannot run as configured (e.g. dvclive without a git commit)."""
+
+    exit_code = 2
+
+
+class LLMError(EvolcoderError, RuntimeError):
+    """A completion failed for good (after retries) or was rejected by the endpoint."""
+
+
+class BudgetExhausted(EvolcoderError, RuntimeError):
+    """`llm.max_calls` was reached; what was paid for is cached and a re-run continues."""
+
+    exit_code = 3
+    label = "stopped"
