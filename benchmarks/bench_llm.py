@@ -35,11 +35,11 @@ from fakeserver import subprocess_server  # noqa: E402
 from evolcoder.config import LLMConfig  # noqa: E402
 from evolcoder.llm.base import ChatRequest  # noqa: E402
 from evolcoder.llm.client import make_client  # noqa: E402
-from evolcoder.evolution.prompts import evol_prompt  # noqa: E402
+from evolcoder.evolution.prompts import paper_prompt  # noqa: E402
 
 
 def _requests(n: int, tag: str) -> list[ChatRequest]:
-    return [ChatRequest.user(evol_prompt("constraints", f"[{tag}] Write a function that returns the {i}-th "
+    return [ChatRequest.user(paper_prompt("constraints", f"[{tag}] Write a function that returns the {i}-th "
                                          "Fibonacci number using an iterative loop."), max_tokens=512)
             for i in range(n)]
 

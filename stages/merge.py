@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 from _common import stage_main
 
 from evolcoder.config import MergeConfig, load_section
-from evolcoder.evolution.rounds import is_marker
+from evolcoder.evolution.plan import read_manifest
+from evolcoder.evolution.outputs import read_round
 from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
 from evolcoder.dataset.merge import load_index, merge
 
@@ -17,25 +17,23 @@ from evolcoder.dataset.merge import load_index, merge
 @click.command()
 @click.option("--params", default="params.yaml", show_default=True, help="Params file to read `merge` from.")
 @click.option("--seed", "seed_path", required=True, help="Seed JSONL from the `seed` stage.")
-@click.option("--round-dir", "round_dirs", multiple=True, required=True,
-              help="A round's output directory; repeat for every slot, in order.")
+@click.option("--plan-dir", required=True, help="The `plan` stage's output; its manifest names the active rounds.")
+@click.option("--rounds-dir", required=True, help="Parent of the rounds' output directories r1, r2, ...")
 @click.option("--out", required=True, help="Training JSONL to write.")
 @click.option("--dropped", required=True, help="JSONL listing every dropped record and why.")
 @click.option("--metrics", required=True, help="Merge counts (dedup/decontamination by reason).")
 @click.option("--evol-metrics", required=True, help="Per-round evolution statistics (metrics/evol.json).")
 @click.option("--evol-plot", required=True, help="Per-round rows for `dvc plots` (instruction length by round).")
 @stage_main
-def main(params: str, seed_path: str, round_dirs: tuple[str, ...], out: str, dropped: str, metrics: str,
+def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, dropped: str, metrics: str,
          evol_metrics: str, evol_plot: str) -> None:
     cfg = load_section(MergeConfig, "merge", params)
     seed = [record for _, record in read_jsonl(seed_path)]
     rounds, stats = [], []
-    for round_dir in round_dirs:
-        kept = [record for _, record in read_jsonl(Path(round_dir) / "kept.jsonl")]
-        if is_marker(kept):
-            continue
+    for round_no in read_manifest(plan_dir):
+        kept, round_stats = read_round(Path(rounds_dir) / f"r{round_no}", round_no)
         rounds.append(kept)
-        stats.append(json.loads((Path(round_dir) / "stats.json").read_text(encoding="utf-8")))
+        stats.append(round_stats)
     result = merge(seed, rounds, load_index(cfg))
     write_jsonl(out, result.records)
     write_jsonl(dropped, result.dropped)

@@ -6,19 +6,21 @@ import click
 from _common import stage_main
 
 from evolcoder.config import EvolConfig, LLMConfig, load_section
-from evolcoder.evolution.plan import write_plans
+from evolcoder.evolution.plan import parse_slots, write_plans
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--params", default="params.yaml", show_default=True, help="Params file.")
-@click.option("--out-dir", required=True, help="Directory for round_<r>.json files.")
-@click.option("--slots", type=click.IntRange(min=1), required=True,
-              help="Round slots declared in dvc.yaml (`vars: slots`).")
+@click.option("--out-dir", required=True, help="Directory for round_<r>.json files and manifest.json.")
+@click.option("--slots", type=click.IntRange(min=1), default=None,
+              help="Slot count, for use outside dvc.yaml; there the slot table is passed instead.")
+@click.pass_context
 @stage_main
-def main(params: str, out_dir: str, slots: int) -> None:
+def main(ctx: click.Context, params: str, out_dir: str, slots: int | None) -> None:
+    """The round slots come from dvc.yaml's `vars: slots`, unpacked by DVC into `--1 POOL --2 POOL ...`."""
     evol = load_section(EvolConfig, "evol", params)
     llm = load_section(LLMConfig, "llm", params)
-    paths = write_plans(evol, llm, out_dir, slots)
+    paths = write_plans(evol, llm, out_dir, slots or parse_slots(ctx.args))
     click.echo(f"plan: {evol.rounds} active of {len(paths)} slots")
 
 

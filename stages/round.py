@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 
 import click
 from _common import stage_main
 
 from evolcoder.config import LLMConfig, load_section
-from evolcoder.evolution.rounds import RoundRunner, is_marker, write_inactive, write_round
-from evolcoder.jsonio import read_jsonl
+from evolcoder.evolution.plan import RoundPlan
+from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
+from evolcoder.evolution.rounds import RoundRunner
 from evolcoder.errors import DataError
+from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.client import make_client
-
 
 
 @click.command()
@@ -27,21 +26,23 @@ from evolcoder.llm.client import make_client
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @stage_main
 def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir: str, progress: bool) -> None:
-    plan = json.loads(Path(plan_path).read_text(encoding="utf-8"))
-    if not plan["active"]:
-        write_inactive(plan["round"], out_dir)
-        click.echo(f"round {plan['round']}: inactive")
+    plan = RoundPlan.from_file(plan_path)
+    if not plan.active:
+        write_inactive(plan.round, out_dir)
+        click.echo(f"round {plan.round}: inactive")
         return
     items = [record for _, record in read_jsonl(prev)]
     if is_marker(items):
-        raise DataError(f"{prev}:1: previous round is inactive but round {plan['round']} is active")
-    llm = load_section(LLMConfig, "llm", params)
-    asyncio.run(_run(plan, llm, items, model_dir, out_dir, progress))
+        raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
+    transport = load_section(LLMConfig, "llm", params)
+    asyncio.run(_run(plan, transport, items, model_dir, out_dir, progress))
 
 
-async def _run(plan: dict, llm: LLMConfig, items: list, model_dir: str | None, out_dir: str,
+async def _run(plan: RoundPlan, transport: LLMConfig, items: list, model_dir: str | None, out_dir: str,
                progress: bool) -> None:
-    client = make_client(llm, stage=f"round@{plan['round']}",
+    """The client comes from the plan's evolver; params supply only transport (concurrency, cache...)."""
+    llm = plan.evolver.llm_config(transport)
+    client = make_client(llm, stage=f"round@{plan.round}",
                          model_path=model_dir if llm.provider == "transformers" else None)
     try:
         result = await RoundRunner(plan, client).run(items, progress=progress)
@@ -49,7 +50,7 @@ async def _run(plan: dict, llm: LLMConfig, items: list, model_dir: str | None, o
         await client.aclose()
     write_round(result, out_dir)
     stats = result.stats()
-    click.echo(f"round {plan['round']}: {stats['kept']} kept, {stats['eliminated']} eliminated, "
+    click.echo(f"round {plan.round}: {stats['kept']} kept, {stats['eliminated']} eliminated, "
                f"{stats['failed']} failed of {stats['items_in']}; "
                f"{stats.get('llm_requests', 0)} requests, {stats.get('llm_cache_hits', 0)} cache hits")
 

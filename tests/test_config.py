@@ -21,7 +21,6 @@ def test_defaults_build_for_every_section() -> None:
         (SeedConfig, "seed", {"n": -1}, "seed.n"),
         (SeedConfig, "seed", {"on_error": "ignore"}, "seed.on_error"),
         (EvolConfig, "evol", {"rounds": 2.5}, "evol.rounds"),
-        (EvolConfig, "evol", {"methods": {"constraints": 1, "telepathy": 1}}, "evol.methods.telepathy"),
         (EvolConfig, "evol", {"methods": {"constraints": 0}}, "evol.methods"),
         (EvolConfig, "evol", {"per_round": {"r2": {"sed": 1}}}, "evol.per_round.r2.sed"),
         (EvolConfig, "evol", {"per_round": {"three": {"seed": 1}}}, "evol.per_round.three"),

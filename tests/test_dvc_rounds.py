@@ -44,6 +44,37 @@ def test_rounds_rerun_only_what_changed(tmp_path: Path) -> None:
         assert {"plan", "round@3", "merge"} <= reseed
         assert not reseed & {"seed", "evolver", "round@1", "round@2"}
 
-        too_many = sh(project, "dvc", "exp", "run", "-S", "evol.rounds=9", "merge", check=False)
+        reworded = ran(sh(project, "dvc", "exp", "run", "-S",
+                          "+evol.per_round.r3.heuristics.constraints=Add two new constraints to the problem.",
+                          "merge"))
+        assert {"plan", "round@3", "merge"} <= reworded
+        assert not reworded & {"seed", "evolver", "round@1", "round@2"}
+
+        too_many = sh(project, "dvc", "exp", "run", "-S", "evol.rounds=11", "merge", check=False)
         assert too_many.returncode != 0
-        assert "evol.rounds: is 9 but dvc.yaml declares only 8" in out(too_many)
+        assert "evol.rounds: is 11 but dvc.yaml declares only 10" in out(too_many)
+        assert "vars: slots" in out(too_many)
+
+
+def test_merge_fails_when_an_active_round_is_not_among_its_inputs(tmp_path: Path) -> None:
+    """A slot added to the plan but missing from dvc.yaml must not silently drop out of train.jsonl."""
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps({"instruction": f"Write a function that returns {i} cubed."}) + "\n"
+                            for i in range(3)))
+    with subprocess_server() as base_url:
+        params = default_params()
+        params["seed"]["path"] = str(seed)
+        params["evol"]["rounds"] = 2
+        params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
+        params["merge"]["decontaminate"] = ["humaneval"]
+        project = make_project(tmp_path, params)
+        sh(project, "dvc", "repro", "merge")
+        plan = project / "data/plan"
+        manifest = json.loads((plan / "manifest.json").read_text())
+        (plan / "manifest.json").write_text(json.dumps({**manifest, "active": [1, 2, 3]}))
+        proc = sh(project, "python", "stages/merge.py", "--seed", "data/seed/seed.jsonl", "--plan-dir", "data/plan",
+                  "--rounds-dir", "data/rounds", "--out", "t.jsonl", "--dropped", "d.jsonl", "--metrics", "m.json",
+                  "--evol-metrics", "e.json", "--evol-plot", "p.json", check=False)
+        assert proc.returncode == 2
+        assert "round 3 is active in the plan but its outputs are not that round's" in out(proc)
+        assert not (project / "t.jsonl").exists()

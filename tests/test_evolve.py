@@ -18,7 +18,8 @@ from fakeserver import (EVOL_PREFIX, FakeServer, Fault, default_responder, remot
                         subprocess_server)
 
 from evolcoder.config import EvolConfig, LLMConfig
-from evolcoder.evolution.rounds import RoundRunner, write_round
+from evolcoder.evolution.outputs import write_round
+from evolcoder.evolution.rounds import RoundRunner
 from evolcoder.llm.client import BudgetExhausted, make_client
 from evolcoder.evolution.plan import round_plan
 from evolcoder.records import record_id

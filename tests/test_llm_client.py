@@ -11,7 +11,7 @@ from fakeserver import EVOL_PREFIX, FakeServer, Fault, default_responder, subpro
 from evolcoder.config import LLMConfig
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import CallResult, make_client
-from evolcoder.evolution.prompts import evol_prompt
+from evolcoder.evolution.prompts import paper_prompt
 
 
 def _cfg(base_url: str, tmp: Path, **kw) -> LLMConfig:
@@ -64,7 +64,7 @@ def test_a_slow_request_does_not_hold_back_the_others(tmp_path: Path) -> None:
 
 def test_each_result_belongs_to_its_request_at_any_concurrency(tmp_path: Path) -> None:
     questions = [f"Write a function that returns {i} squared plus {i}." for i in range(40)]
-    requests = [ChatRequest.user(evol_prompt("constraints", q)) for q in questions]
+    requests = [ChatRequest.user(paper_prompt("constraints", q)) for q in questions]
     texts = {}
     for conc in (1, 16):
         with FakeServer(latency=0.01) as server:
@@ -85,7 +85,7 @@ def test_each_result_belongs_to_its_request_at_any_concurrency(tmp_path: Path) -
 
 
 def test_fake_server_default_replies() -> None:
-    evolved = default_responder([{"role": "user", "content": evol_prompt("erroneous_code", "Sum a list.")}])
+    evolved = default_responder([{"role": "user", "content": paper_prompt("erroneous_code", "Sum a list.")}])
     assert evolved.startswith("Sum a list.") and "```python" in evolved
     assert EVOL_PREFIX not in evolved
     answer = default_responder([{"role": "user", "content": "Sum a list."}])

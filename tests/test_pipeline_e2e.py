@@ -65,6 +65,11 @@ def test_full_pipeline_then_one_more_round(tmp_path: Path, tiny_model_dir: Path)
         diff = out(sh(project, "dvc", "metrics", "diff", "--json"))
         assert "metrics/evol.json" in diff
 
+        reworded = ran(sh(project, "dvc", "exp", "run", "-S",
+                          "+evol.heuristics.constraints=Add two new constraints to the problem."))
+        assert {"plan", "round@1", "round@2", "merge", "finetune", "eval", "dev"} <= reworded
+        assert not reworded & {"seed", "evolver", "base_model", "eval_base"}
+
     report = subprocess.run([sys.executable, "-m", "evolcoder.cli", "report", "--no-html"], cwd=project,
                             capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import json
 import random
+from pathlib import Path
 
 import pytest
+import yaml
 
 from evolcoder.evolution import eliminate
 from evolcoder.config import EvolConfig, LLMConfig, build
 from evolcoder.errors import ConfigError
 from evolcoder.evolution.rounds import draw_method
-from evolcoder.evolution.plan import round_plan, write_plans
+from evolcoder.evolution.plan import RoundPlan, parse_slots, round_plan, write_plans
 from evolcoder.records import normalize
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _plans(evol: dict, tmp_path, slots: int = 8) -> dict[int, bytes]:
@@ -45,6 +50,49 @@ def test_transport_settings_do_not_enter_plans() -> None:
 def test_too_many_rounds_for_the_declared_slots(tmp_path) -> None:
     with pytest.raises(ConfigError, match=r"params: evol.rounds: is 9 but dvc.yaml declares only 8"):
         _plans({"rounds": 9}, tmp_path)
+
+
+def test_plan_carries_the_papers_texts_verbatim(tmp_path) -> None:
+    plan = RoundPlan.from_file(write_plans(EvolConfig(), LLMConfig(), tmp_path, 3)[0])
+    assert plan.template.startswith("Please increase the difficulty of the given programming test question a bit.")
+    assert plan.heuristics["erroneous_code"] == ("Provide a piece of erroneous code as a reference to "
+                                                 "increase misdirection.")
+    assert sorted(plan.heuristics) == sorted(EvolConfig().methods)
+    assert plan.evolver is not None and plan.evolver.prompt_format == "chat"
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"slots": 3, "active": [1, 2, 3]}
+
+
+def test_reworded_heuristic_for_one_round_changes_only_that_plan(tmp_path) -> None:
+    base = _plans({"rounds": 4}, tmp_path / "a")
+    reworded = _plans({"rounds": 4, "per_round": {"r3": {"heuristics": {"constraints": "Add one constraint."}}}},
+                      tmp_path / "b")
+    assert [r for r in base if base[r] != reworded[r]] == [3]
+    everywhere = _plans({"rounds": 4, "heuristics": {"constraints": "Add one constraint."}}, tmp_path / "c")
+    assert [r for r in base if base[r] != everywhere[r]] == [1, 2, 3, 4]
+
+
+def test_added_heuristic_needs_a_text_and_a_weight(tmp_path) -> None:
+    added = build(EvolConfig, {"heuristics": {"tests": "Ask for unit tests too."},
+                               "methods": {"constraints": 1.0, "tests": 2.0}}, "evol")
+    plan = round_plan(added, LLMConfig(), 1)
+    assert plan.methods == {"constraints": 1.0, "tests": 2.0}
+    assert plan.heuristics["tests"] == "Ask for unit tests too."
+    unknown = build(EvolConfig, {"methods": {"constraints": 1, "telepathy": 1}}, "evol")
+    with pytest.raises(ConfigError, match=r"params: evol.methods.telepathy: no heuristic text"):
+        round_plan(unknown, LLMConfig(), 1)
+    with pytest.raises(ConfigError, match=r"params: evol.template: must contain \{question\}"):
+        round_plan(build(EvolConfig, {"template": "Harder: {method}"}, "evol"), LLMConfig(), 1)
+
+
+def test_slot_table_is_checked() -> None:
+    slots = yaml.safe_load((REPO / "dvc.yaml").read_text())["vars"][0]["slots"]
+    args = [a for k, v in slots.items() for a in (f"--{k}", v)]
+    assert parse_slots(args) == 10
+    with pytest.raises(ConfigError, match="vars.slots.3: is 'data/rounds/r1/pool.jsonl'"):
+        parse_slots(["--1", "data/seed/seed.jsonl", "--2", "data/rounds/r1/pool.jsonl",
+                     "--3", "data/rounds/r1/pool.jsonl"])
+    with pytest.raises(ConfigError, match="without gaps"):
+        parse_slots(["--1", "data/seed/seed.jsonl", "--3", "data/rounds/r2/pool.jsonl"])
 
 
 def test_method_draw_is_keyed_not_ordered() -> None:

@@ -26,9 +26,6 @@ def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclas
     return field(default=default, metadata={"help": text})
 
 
-METHOD_NAMES = ("constraints", "rare_requirement", "reasoning_steps", "erroneous_code", "complexity")
-
-
 @dataclass(frozen=True)
 class SeedConfig:
     path: str = _help("Seed instructions: a Code Alpaca JSON array, a JSONL file, a saved "
@@ -45,8 +42,10 @@ class SeedConfig:
 
 @dataclass(frozen=True)
 class RoundOverride:
-    seed: int | None = _help("RNG seed for this round only (default: derived from evol.seed).", None)
-    methods: dict[str, float] | None = _help("Method weights for this round only.", None)
+    seed: int | None = _help("RNG seed for this round only (default: evol.seed).", None)
+    methods: dict[str, float] | None = _help("Heuristic weights for this round only (replace evol.methods).", None)
+    heuristics: dict[str, str] | None = _help(
+        "Heuristic texts reworded or added for this round only (merged over evol.heuristics).", None)
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,16 @@ class EvolConfig:
     rounds: int = _help("Number of evolution rounds (the paper peaked near 3).", 3)
     seed: int = _help("Base RNG seed: the method of an item is drawn from (seed, round, item id).", 1234)
     methods: dict[str, float] = _help(
-        "Weights of the five code-evolution heuristics; 0 disables one.",
+        "Weight of each heuristic by name (the paper's five, or ones added under evol.heuristics); "
+        "0 disables one.",
         factory=lambda: {"constraints": 1.0, "rare_requirement": 1.0, "reasoning_steps": 1.0,
                          "erroneous_code": 1.0, "complexity": 0.5})
+    heuristics: dict[str, str] = _help(
+        "Heuristic texts that reword one of the paper's five (same name) or add one (new name, "
+        "then give it a weight in evol.methods); merged over src/evolcoder/evolution/templates.yaml.",
+        factory=dict)
+    template: str | None = _help(
+        "The evolution prompt with {method} and {question}; null = the paper's template verbatim.", None)
     per_round: dict[str, RoundOverride] = _help(
         "Overrides keyed `r<N>` (e.g. r3: {seed: 7}); only that round and later ones re-run.",
         factory=dict)
@@ -78,12 +84,19 @@ class EvolConfig:
                    f"evol.per_round.{key}", "keys must be r1, r2, ...")
             if override.methods is not None:
                 _check_methods(override.methods, f"evol.per_round.{key}.methods")
+            _check_texts(override.heuristics or {}, f"evol.per_round.{key}.heuristics")
+        _check_texts(self.heuristics, "evol.heuristics")
         _check(0.0 < self.similarity_threshold <= 1.0, "evol.similarity_threshold", "must be in (0, 1]")
 
 
+def _check_texts(texts: dict[str, str], key: str) -> None:
+    for name, text in texts.items():
+        _check(bool(name.strip()) and bool(text.strip()), f"{key}.{name}", "needs a name and a non-empty text")
+
+
 def _check_methods(methods: dict[str, float], key: str) -> None:
+    """Weights only; that every weighted name has a text is checked by the plan."""
     for name, weight in methods.items():
-        _check(name in METHOD_NAMES, f"{key}.{name}", f"is not a method; known: {', '.join(METHOD_NAMES)}")
         _check(weight >= 0, f"{key}.{name}", "weight must be >= 0")
     _check(sum(methods.values()) > 0, key, "at least one method needs a positive weight")
 

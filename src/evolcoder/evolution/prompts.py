@@ -1,34 +1,38 @@
-"""The evolution prompts, verbatim from the WizardCoder paper and WizardLM's scripts."""
+"""The evolution prompts: defaults from `templates.yaml`, resolved per round by the plan.
+
+The texts are data, not code, so a user rewords a heuristic, adds a sixth or changes one
+for a single round in params; the plan writes the exact texts into each round's plan
+file, which is what DVC hashes.
+"""
 
 from __future__ import annotations
 
-EVOL_TEMPLATE = (
-    "Please increase the difficulty of the given programming test question a bit.\n\n"
-    "You can increase the difficulty using, but not limited to, the following methods:\n"
-    "{method}\n\n"
-    "{question}"
-)
+import functools
+from pathlib import Path
+from typing import Any
 
-# The five code-evolution heuristics of WizardCoder (Section 3.1), keyed by params name.
-EVOL_METHODS: dict[str, str] = {
-    "constraints": "Add new constraints and requirements to the original problem, adding approximately 10 additional words.",
-    "rare_requirement": "Replace a commonly used requirement in the programming task with a less common and more specific one.",
-    "reasoning_steps": "If the original problem can be solved with only a few logical steps, please add more reasoning steps.",
-    "erroneous_code": "Provide a piece of erroneous code as a reference to increase misdirection.",
-    "complexity": "Propose higher time or space complexity requirements, but please refrain from doing so frequently.",
-}
+import yaml
 
-EQUALITY_TEMPLATE = (
-    "Here are two Instructions, do you think they are equal to each other and meet the "
-    "following requirements?:\n"
-    "1. They have the same constraints and requirments.\n"
-    "2. They have the same depth and breath of the inquiry.\n"
-    "The First Prompt: {first}\n"
-    "The Second Prompt: {second}\n"
-    "Your Judgement (Just answer: Equal or Not Equal. No need to explain the reason):"
-)
+TEMPLATES_FILE = Path(__file__).with_name("templates.yaml")
 
 
-def evol_prompt(method: str, question: str) -> str:
-    """The paper's evolution prompt for one heuristic and one instruction."""
-    return EVOL_TEMPLATE.format(method=EVOL_METHODS[method], question=question)
+@functools.cache
+def defaults() -> dict[str, Any]:
+    """The paper's template, equality-check template and five heuristics."""
+    return yaml.safe_load(TEMPLATES_FILE.read_text(encoding="utf-8"))
+
+
+def evol_prompt(template: str, heuristic: str, question: str) -> str:
+    """The evolution prompt for one heuristic text and one instruction."""
+    return template.format(method=heuristic, question=question)
+
+
+def equality_prompt(template: str, first: str, second: str) -> str:
+    """WizardLM's optional LLM check that an evolution changed its parent."""
+    return template.format(first=first, second=second)
+
+
+def paper_prompt(method: str, question: str) -> str:
+    """The paper's prompt for one of its five heuristics, by name (tests, benchmarks)."""
+    texts = defaults()
+    return evol_prompt(texts["template"], texts["heuristics"][method], question)

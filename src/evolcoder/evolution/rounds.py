@@ -21,11 +21,11 @@ from typing import Any
 from tqdm import tqdm
 
 from evolcoder.evolution import eliminate
-from evolcoder.jsonio import write_json, write_jsonl
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import BudgetExhausted, CallResult, LLMClient, LLMError
-from evolcoder.evolution.prompts import EQUALITY_TEMPLATE, evol_prompt
-from evolcoder.records import record_id
+from evolcoder.evolution.plan import RoundPlan
+from evolcoder.evolution.prompts import equality_prompt, evol_prompt
+from evolcoder.records import child_record
 
 
 def _derive(*parts: object) -> int:
@@ -104,17 +104,18 @@ class RoundResult:
 class RoundRunner:
     """Evolves a list of items with one plan through one LLM client."""
 
-    def __init__(self, plan: dict[str, Any], client: LLMClient) -> None:
+    def __init__(self, plan: RoundPlan, client: LLMClient) -> None:
+        if not plan.active or plan.evolver is None or plan.elimination is None:
+            raise ValueError(f"round {plan.round} is inactive; it has nothing to run")
         self.plan = plan
         self.client = client
-        self.round = int(plan["round"])
-        self.seed = int(plan["seed"])
-        self.weights = plan["methods"]
-        self.rules = plan["elimination"]
-        llm = plan["llm"]
-        self.sampling = {"temperature": llm["temperature"], "top_p": llm["top_p"],
-                         "max_tokens": llm["max_tokens"]}
-        self.base_seed = int(llm.get("seed", 0))
+        self.round = plan.round
+        self.seed = plan.seed
+        self.weights = plan.methods
+        self.rules = plan.elimination
+        self.sampling = {"temperature": plan.evolver.temperature, "top_p": plan.evolver.top_p,
+                         "max_tokens": plan.evolver.max_tokens}
+        self.base_seed = plan.evolver.seed
 
     def _request(self, content: str, item_id: str, purpose: str) -> ChatRequest:
         seed = _derive(self.base_seed, self.seed, self.round, item_id, purpose) % (2**31)
@@ -122,33 +123,32 @@ class RoundRunner:
 
     def _cut_off(self, result: CallResult) -> str | None:
         """The finish reason the truncation rule should see: none when `drop_truncated` is off."""
-        return result.finish_reason if self.rules["drop_truncated"] else None
+        return result.finish_reason if self.rules.drop_truncated else None
 
     async def evolve_item(self, item: dict[str, Any]) -> Outcome:
         method = draw_method(self.seed, self.round, item["id"], self.weights)
         try:
             rewrite = await self.client.complete(
-                self._request(evol_prompt(method, question_text(item)), item["id"], "evolve"))
+                self._request(evol_prompt(self.plan.template, self.plan.heuristics[method], question_text(item)),
+                              item["id"], "evolve"))
             instruction = rewrite.text.strip()
             reason = eliminate.check_instruction(question_text(item), instruction,
-                                                 self.rules["similarity_threshold"], self._cut_off(rewrite))
-            if reason is None and self.rules["llm_equality_check"]:
+                                                 self.rules.similarity_threshold, self._cut_off(rewrite))
+            if reason is None and self.rules.llm_equality_check:
                 verdict = await self.client.complete(self._request(
-                    EQUALITY_TEMPLATE.format(first=question_text(item), second=instruction),
+                    equality_prompt(self.plan.equality_template, question_text(item), instruction),
                     item["id"], "equal"))
                 reason = eliminate.judge_says_equal(verdict.text)
             if reason is not None:
                 return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
             answer = await self.client.complete(self._request(instruction, item["id"], "answer"))
             response = answer.text.strip()
-            reason = eliminate.check_response(response, self.rules["min_sorry_words"], self._cut_off(answer))
+            reason = eliminate.check_response(response, self.rules.min_sorry_words, self._cut_off(answer))
             if reason is not None:
                 return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
         except LLMError as exc:
             return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}")
-        child = {"id": record_id(instruction), "root_id": item.get("root_id", item["id"]),
-                 "parent_id": item["id"], "round": self.round, "method": method,
-                 "instruction": instruction, "input": "", "output": response}
+        child = child_record(item, self.round, method, instruction, response)
         return Outcome(item, "kept", method, child=child, evolved_instruction=instruction)
 
     async def run(self, items: list[dict[str, Any]], progress: bool = True) -> RoundResult:
@@ -179,25 +179,3 @@ class RoundRunner:
                                   "and cached; re-run with a higher llm.max_calls to continue")
         return RoundResult(self.round, [o for o in outcomes if o is not None],
                            usage=self.client.usage(), wall_s=time.perf_counter() - start)
-
-
-def write_inactive(round_no: int, out_dir: str | Path) -> None:
-    """An inactive slot: one marker line per output, written without reading any input."""
-    out = Path(out_dir)
-    marker = {"round": round_no, "active": False}
-    for name in ("pool.jsonl", "kept.jsonl", "outcomes.jsonl"):
-        write_jsonl(out / name, [marker])
-    write_json(out / "stats.json", marker)
-
-
-def write_round(result: RoundResult, out_dir: str | Path) -> None:
-    """Write the round's outputs, each atomically, the stats last."""
-    out = Path(out_dir)
-    write_jsonl(out / "outcomes.jsonl", (o.record() for o in result.outcomes))
-    write_jsonl(out / "kept.jsonl", result.kept())
-    write_jsonl(out / "pool.jsonl", result.pool())
-    write_json(out / "stats.json", result.stats())
-
-
-def is_marker(records: list[dict[str, Any]]) -> bool:
-    return len(records) == 1 and records[0].get("active") is False

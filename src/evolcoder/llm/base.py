@@ -12,6 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
+# The in-process provider's plain completion prompt format (hf_provider.plain_prompt and its
+# stop markers): bump on any change. Round plans record it, so a change re-runs the rounds.
+PLAIN_FORMAT = "plain-v2"
+
 
 @dataclass(frozen=True)
 class ChatRequest:

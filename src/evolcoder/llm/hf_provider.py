@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from evolcoder.config import LLMConfig
-from evolcoder.llm.base import ChatRequest, Completion
+from evolcoder.llm.base import PLAIN_FORMAT, ChatRequest, Completion
 
 STOP_MARKER = "### Instruction:"
 RESPONSE_MARKER = "### Response:"
-PLAIN_FORMAT = "plain-v2"  # bump whenever plain_prompt or the stop markers change
 EXAMPLE_INSTRUCTION = "Write a Python function that returns the sum of the squares of a list of numbers."
 EXAMPLE_RESPONSE = (
     "```python\ndef sum_of_squares(numbers):\n    return sum(n * n for n in numbers)\n```\n"
