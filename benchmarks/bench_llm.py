@@ -100,7 +100,7 @@ def main() -> None:
         for conc in args.concurrency:
             n = args.n1 if conc == 1 else args.n
             for rep in range(args.repeat):
-                cfg = LLMConfig(model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
+                cfg = LLMConfig(provider="openai", model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
                                 cache=str(Path(tmp) / f"c{conc}-{rep}.sqlite"))
                 requests = _requests(n, f"c{conc}-{rep}")
                 wall, usage = asyncio.run(_run(cfg, requests))
@@ -118,7 +118,7 @@ def main() -> None:
                 print(_fmt(rows[-1]), flush=True)
         if args.evolve:
             for conc in [c for c in args.concurrency if c > 1]:
-                cfg = LLMConfig(model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
+                cfg = LLMConfig(provider="openai", model="fake", base_url=url, concurrency=conc, timeout_s=30, max_attempts=3,
                                 cache=str(Path(tmp) / f"round{conc}.sqlite"))
                 items = _evolve_items(args.n)
                 wall, usage = asyncio.run(_run_round(cfg, items))

@@ -41,7 +41,7 @@ def _llm(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
                 "concurrency": 4, "max_attempts": 3, "timeout_s": 5.0, "cache": str(tmp / "cache.sqlite"),
                 "backoff_s": 0.01}
     settings.update(kw)
-    return LLMConfig(**settings)
+    return LLMConfig(**{"provider": "openai", **settings})
 
 
 def _run(llm: LLMConfig, items: list[dict], round_no: int = 1, evol: EvolConfig | None = None):

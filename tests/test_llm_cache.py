@@ -28,7 +28,7 @@ def _cfg(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
     settings = {"model": "fake", "base_url": server.base_url, "concurrency": 8, "max_attempts": 3,
                 "timeout_s": 5.0, "backoff_s": 0.01, "cache": str(tmp / "cache.sqlite")}
     settings.update(kw)
-    return LLMConfig(**settings)
+    return LLMConfig(**{"provider": "openai", **settings})
 
 
 def _requests(n: int, **settings) -> list[ChatRequest]:
@@ -137,7 +137,7 @@ WORKER = textwrap.dedent("""
     from evolcoder.llm.client import make_client
 
     async def main(base_url, cache, n):
-        cfg = LLMConfig(model="fake", base_url=base_url, concurrency=8, cache=cache)
+        cfg = LLMConfig(provider="openai", model="fake", base_url=base_url, concurrency=8, cache=cache)
         client = make_client(cfg, stage="worker")
         reqs = [ChatRequest.user(f"Task {i}: write a function that sorts a list.") for i in range(n)]
         await asyncio.gather(*(client.complete(r) for r in reqs))

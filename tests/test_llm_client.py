@@ -18,7 +18,7 @@ def _cfg(base_url: str, tmp: Path, **kw) -> LLMConfig:
     settings = {"model": "fake", "base_url": base_url, "concurrency": 4, "max_attempts": 3,
                 "timeout_s": 10.0, "backoff_s": 0.01, "cache": str(tmp / "cache.sqlite")}
     settings.update(kw)
-    return LLMConfig(**settings)
+    return LLMConfig(**{"provider": "openai", **settings})
 
 
 def test_in_flight_requests_never_exceed_concurrency_and_reach_it(tmp_path: Path) -> None:

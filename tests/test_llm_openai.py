@@ -23,7 +23,7 @@ def _cfg(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
     settings = {"model": "fake", "base_url": server.base_url, "concurrency": 4, "max_attempts": 4,
                 "timeout_s": 5.0, "backoff_s": 0.01, "cache": str(tmp / "cache.sqlite"), "seed": 17}
     settings.update(kw)
-    return LLMConfig(**settings)
+    return LLMConfig(**{"provider": "openai", **settings})
 
 
 def _call(cfg: LLMConfig, *requests: ChatRequest) -> tuple[list, dict]:
@@ -136,7 +136,7 @@ def test_missing_key_fails_before_any_work_when_talking_to_openai(monkeypatch: p
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        make_client(LLMConfig(cache=str(tmp_path / "c.sqlite")))
+        make_client(LLMConfig(provider="openai", model="gpt-4o-mini", cache=str(tmp_path / "c.sqlite")))
 
 
 def test_local_server_needs_no_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclas
 @dataclass(frozen=True)
 class SeedConfig:
     path: str = _help("Seed instructions: a Code Alpaca JSON array, a JSONL file, a saved "
-                      "`datasets` directory or a Hugging Face dataset id.", "data/seed/input.jsonl")
-    n: int = _help("How many seed records to sample; 0 keeps all.", 0)
+                      "`datasets` directory or a Hugging Face dataset id.", "src/evolcoder/resources/seed.jsonl")
+    n: int = _help("How many seed records to sample; 0 keeps all.", 16)
     seed: int = _help("RNG seed for sampling seed records.", 42)
     on_error: Literal["fail", "skip"] = _help(
         "What to do with an invalid seed record: `fail` stops with file:line, `skip` counts it.", "fail")
@@ -105,14 +105,14 @@ def _check_methods(methods: dict[str, float], key: str) -> None:
 class LLMConfig:
     provider: Literal["openai", "transformers"] = _help(
         "`openai`: any OpenAI-compatible chat endpoint; `transformers`: an in-process Hugging Face model.",
-        "openai")
-    model: str = _help("Model name at the endpoint, or a model directory / hub id for transformers.",
-                       "gpt-3.5-turbo")
+        "transformers")
+    model: str = _help("Model name at the endpoint, or `embedded:gemma-3-270m` / a model directory / "
+                       "a hub id for transformers.", "embedded:gemma-3-270m")
     base_url: str | None = _help("Endpoint base URL (vLLM, Ollama, llama.cpp...); null means OpenAI.", None)
-    concurrency: int = _help("Requests in flight at once (openai) or batch size (transformers).", 8)
-    temperature: float = _help("Sampling temperature for evolution and answers.", 1.0)
-    top_p: float = _help("Nucleus sampling top_p.", 1.0)
-    max_tokens: int = _help("Max new tokens per completion.", 2048)
+    concurrency: int = _help("Requests in flight at once (openai) or batch size (transformers).", 16)
+    temperature: float = _help("Sampling temperature for evolution and answers.", 0.7)
+    top_p: float = _help("Nucleus sampling top_p.", 0.95)
+    max_tokens: int = _help("Max new tokens per completion (the paper preset: 2048).", 256)
     timeout_s: float = _help("Per-request timeout in seconds.", 120.0)
     max_attempts: int = _help("Attempts per request on 429/5xx/timeouts (exponential backoff, jitter).", 6)
     cache: str = _help("SQLite completion cache shared by all stages (git-ignored, outside DVC outs). "
@@ -302,10 +302,10 @@ class LoraSettings:
 class FinetuneConfig:
     base_model: str = _help("Model to fine-tune: the `base_model` stage output, a model directory "
                             "or a hub id.", "models/base")
-    learning_rate: float = _help("Peak learning rate (WizardCoder: 2e-5).", 2e-5)
+    learning_rate: float = _help("Peak learning rate (WizardCoder: 2e-5).", 5e-5)
     epochs: float = _help("Passes over the training data (WizardCoder: 3).", 1.0)
-    max_steps: int = _help("Stop after this many optimizer steps; 0 = run `epochs`.", 0)
-    per_device_batch_size: int = _help("Sequences per device per micro-batch.", 4)
+    max_steps: int = _help("Stop after this many optimizer steps; 0 = run `epochs`.", 6)
+    per_device_batch_size: int = _help("Sequences per device per micro-batch.", 2)
     gradient_accumulation_steps: int = _help("Micro-batches per optimizer step (ignored when "
                                              "global_batch_size is set).", 1)
     global_batch_size: int = _help("Sequences per optimizer step over all processes; 0 = use "
@@ -317,7 +317,7 @@ class FinetuneConfig:
         "prompt alone does not fit are always dropped and counted.", "truncate")
     packing: bool = _help("Pack several examples per sequence; attention and loss never cross "
                           "example boundaries (position ids restart per example).", True)
-    warmup_steps: int = _help("Linear warmup steps (WizardCoder: 30).", 0)
+    warmup_steps: int = _help("Linear warmup steps (WizardCoder: 30).", 1)
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = _help(
         "Learning-rate schedule after warmup.", "cosine")
     weight_decay: float = _help("AdamW weight decay.", 0.0)
@@ -334,7 +334,7 @@ class FinetuneConfig:
     lora: LoraSettings = _help("LoRA (peft) settings.", factory=LoraSettings)
     seed: int = _help("Seed for init of new weights, data order and dropout.", 42)
     logging_steps: int = _help("Log loss / learning rate / tokens per second every N steps.", 1)
-    save_steps: int = _help("Checkpoint every N steps so a crashed run resumes; 0 = never.", 50)
+    save_steps: int = _help("Checkpoint every N steps so a crashed run resumes; 0 = never.", 0)
     checkpoint_dir: str = _help("Where resumable checkpoints live (outside DVC outputs, git-ignored).",
                                 ".evolcoder/checkpoints/finetune")
     resume: bool = _help("Resume from the newest checkpoint of an identical run (same config and "
@@ -391,7 +391,7 @@ class GenerateConfig:
     n: int = _help("Samples per task (pass@k needs n >= k).", 1)
     temperature: float = _help("0 = greedy decoding (the paper's pass@1); > 0 samples.", 0.0)
     top_p: float = _help("Nucleus top_p when sampling (WizardCoder: 0.95).", 0.95)
-    max_new_tokens: int = _help("Max new tokens per sample (WizardCoder: 2048).", 384)
+    max_new_tokens: int = _help("Max new tokens per sample (WizardCoder: 2048).", 256)
     batch_size: int = _help("Prompts per batch (hf); rows = batch_size x n.", 16)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = _help(
         "Weights dtype (hf/vllm); `auto` keeps the checkpoint's. Recorded in the metrics.", "bfloat16")

@@ -10,8 +10,20 @@ from __future__ import annotations
 import difflib
 import re
 import string
+from dataclasses import dataclass
 
 from evolcoder.records import normalize
+
+@dataclass(frozen=True)
+class Reason:
+    """Why an evolution was eliminated: the rule, counted per round, and this item's detail."""
+
+    rule: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.rule} ({self.detail})" if self.detail else self.rule
+
 
 LEAKED_PROMPT_WORDS = (
     "#rewritten prompt#", "#given prompt#", "#created prompt#", "given prompt", "rewritten prompt",
@@ -31,19 +43,19 @@ yours yourself yourselves ok okay yes sure here's
 _WORD = re.compile(r"[A-Za-z0-9_']+")
 
 
-def leaked_prompt_words(instruction: str) -> str | None:
+def leaked_prompt_words(instruction: str) -> Reason | None:
     lowered = instruction.lower()
     for phrase in LEAKED_PROMPT_WORDS:
         if phrase in lowered:
-            return f"copies prompt words ({phrase!r})"
+            return Reason("copies prompt words", repr(phrase))
     return None
 
 
-def no_information_gain(parent: str, child: str, threshold: float) -> str | None:
+def no_information_gain(parent: str, child: str, threshold: float) -> Reason | None:
     """The evolved instruction equals, or nearly equals, its parent."""
     a, b = normalize(parent), normalize(child)
     if a == b:
-        return "no information gain (identical to parent)"
+        return Reason("no information gain", "identical to parent")
     # Upper bounds first: the length bound (difflib's real_quick_ratio) needs no matcher at
     # all, and rules out most rewrites, which grow the question; quick_ratio rules out most
     # of the rest without the quadratic exact ratio.
@@ -54,51 +66,51 @@ def no_information_gain(parent: str, child: str, threshold: float) -> str | None
         return None
     ratio = matcher.ratio()
     if ratio >= threshold:
-        return f"no information gain (similarity {ratio:.2f} to parent)"
+        return Reason("no information gain", f"similarity {ratio:.2f} to parent")
     return None
 
 
-def empty_instruction(instruction: str) -> str | None:
-    return "empty instruction" if not instruction.strip() else None
+def empty_instruction(instruction: str) -> Reason | None:
+    return Reason("empty instruction") if not instruction.strip() else None
 
 
-def sorry_response(response: str, min_words: int) -> str | None:
+def sorry_response(response: str, min_words: int) -> Reason | None:
     """A short answer that apologises is a refusal, not a solution."""
     if "sorry" in response.lower() and len(response.split()) < min_words:
-        return f"response says sorry in under {min_words} words"
+        return Reason(f"response says sorry in under {min_words} words")
     return None
 
 
-def vacuous_response(response: str) -> str | None:
+def vacuous_response(response: str) -> Reason | None:
     """Empty, or nothing but punctuation and stop words."""
     stripped = response.strip().strip(string.punctuation + string.whitespace)
     if not stripped:
-        return "response empty or only punctuation"
+        return Reason("response empty or only punctuation")
     if all(m.group().lower() in STOP_WORDS for m in _WORD.finditer(response)):  # stops at the first real word
-        return "response only punctuation and stop words"
+        return Reason("response only punctuation and stop words")
     return None
 
 
-def truncated(finish_reason: str | None, what: str) -> str | None:
+def truncated(finish_reason: str | None, what: str) -> Reason | None:
     """Cut off at `llm.max_tokens`: a half-written question or answer teaches the model not to finish.
 
     Not one of WizardLM's rules; small models in a repetition loop end this way, so it
     also keeps degenerate text out of the training set.
     """
-    return f"truncated at llm.max_tokens ({what})" if finish_reason == "length" else None
+    return Reason("truncated at llm.max_tokens", what) if finish_reason == "length" else None
 
 
-def judge_says_equal(verdict: str) -> str | None:
+def judge_says_equal(verdict: str) -> Reason | None:
     """Interpret the optional LLM equality check's answer ("Equal" / "Not Equal")."""
     text = verdict.strip().lower()
     if "not equal" in text:
         return None
     if "equal" in text:
-        return "no information gain (LLM judged equal)"
+        return Reason("no information gain", "LLM judged equal")
     return None
 
 
-def check_instruction(parent: str, child: str, threshold: float, finish_reason: str | None = None) -> str | None:
+def check_instruction(parent: str, child: str, threshold: float, finish_reason: str | None = None) -> Reason | None:
     """Rules that look at the evolved instruction alone (before paying for an answer).
 
     `finish_reason` is given only when truncation counts (`evol.drop_truncated`).
@@ -107,7 +119,7 @@ def check_instruction(parent: str, child: str, threshold: float, finish_reason: 
             or no_information_gain(parent, child, threshold) or truncated(finish_reason, "evolved instruction"))
 
 
-def check_response(response: str, min_sorry_words: int, finish_reason: str | None = None) -> str | None:
+def check_response(response: str, min_sorry_words: int, finish_reason: str | None = None) -> Reason | None:
     """Rules that look at the generated answer; `finish_reason` as for `check_instruction`."""
     return (vacuous_response(response) or sorry_response(response, min_sorry_words)
             or truncated(finish_reason, "response"))

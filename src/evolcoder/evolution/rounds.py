@@ -55,12 +55,13 @@ class Outcome:
     status: str  # kept | eliminated | failed
     method: str
     reason: str | None = None
+    rule: str | None = None  # the elimination rule's name, counted in the stats
     child: dict[str, Any] | None = None
     evolved_instruction: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {"id": self.item["id"], "status": self.status, "method": self.method,
-                "reason": self.reason, "child_id": self.child["id"] if self.child else None,
+                "reason": self.reason, "rule": self.rule, "child_id": self.child["id"] if self.child else None,
                 "evolved_instruction": self.evolved_instruction,
                 "response": self.child["output"] if self.child else None}
 
@@ -81,7 +82,7 @@ class RoundResult:
 
     def stats(self) -> dict[str, Any]:
         statuses = Counter(o.status for o in self.outcomes)
-        reasons = Counter(o.reason.split(" (")[0] for o in self.outcomes if o.status == "eliminated" and o.reason)
+        reasons = Counter(o.rule or o.reason for o in self.outcomes if o.status == "eliminated")
         kept = self.kept()
         return {
             "round": self.round,
@@ -125,6 +126,10 @@ class RoundRunner:
         """The finish reason the truncation rule should see: none when `drop_truncated` is off."""
         return result.finish_reason if self.rules.drop_truncated else None
 
+    @staticmethod
+    def _eliminated(item: dict[str, Any], method: str, reason: eliminate.Reason, instruction: str) -> Outcome:
+        return Outcome(item, "eliminated", method, str(reason), rule=reason.rule, evolved_instruction=instruction)
+
     async def evolve_item(self, item: dict[str, Any]) -> Outcome:
         method = draw_method(self.seed, self.round, item["id"], self.weights)
         try:
@@ -140,12 +145,12 @@ class RoundRunner:
                     item["id"], "equal"))
                 reason = eliminate.judge_says_equal(verdict.text)
             if reason is not None:
-                return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
+                return self._eliminated(item, method, reason, instruction)
             answer = await self.client.complete(self._request(instruction, item["id"], "answer"))
             response = answer.text.strip()
             reason = eliminate.check_response(response, self.rules.min_sorry_words, self._cut_off(answer))
             if reason is not None:
-                return Outcome(item, "eliminated", method, reason, evolved_instruction=instruction)
+                return self._eliminated(item, method, reason, instruction)
         except LLMError as exc:
             return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}")
         child = child_record(item, self.round, method, instruction, response)

@@ -208,7 +208,8 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         use_cpu=not torch.cuda.is_available(), **{checkpointing: cfg.gradient_checkpointing},
         logging_steps=cfg.logging_steps, logging_first_step=True,
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
-        save_total_limit=2, report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        save_total_limit=2, report_to="none", remove_unused_columns=False,
+        dataloader_num_workers=cfg.dataloader_num_workers,
         disable_tqdm=True, ddp_find_unused_parameters=False,
     )
     collator = SFTCollator(tokenizer.pad_token_id, response_logits_only=select_logits)
