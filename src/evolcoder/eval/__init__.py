@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks, generation, post-processing, sandboxed execution, pass@k, evol-stop."""

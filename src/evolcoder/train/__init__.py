@@ -1,0 +1,1 @@
+"""Supervised fine-tuning on the merged data with the Alpaca prompt."""
