@@ -304,3 +304,14 @@ def test_insufficient_quota_stops_instead_of_retrying(tmp_path: Path) -> None:
         [result], usage = _call(cfg, ChatRequest.user("hello"))
         assert server.count() == 1
     assert isinstance(result, EndpointDown) and "quota" in str(result)
+
+
+def test_wrong_route_fails_at_once_naming_the_url(tmp_path: Path) -> None:
+    """A base_url missing its /v1 reaches the server but no route: a config error, no retries."""
+    with FakeServer() as server:
+        url = server.base_url.removesuffix("/v1")
+        cfg = _cfg(server, tmp_path, base_url=url)
+        results, usage = _call(cfg, *[ChatRequest.user(f"q{i}") for i in range(4)])
+    assert all(isinstance(r, ConfigError) for r in results)
+    assert url in str(results[0]) and "404" in str(results[0]) and "/v1" in str(results[0])
+    assert usage["retries"] == 0

@@ -36,7 +36,9 @@ class SeedConfig:
     n: int = _help("How many seed records to sample; 0 keeps all.", 0)
     seed: int = _help("RNG seed for sampling seed records.", 42)
     on_error: Literal["fail", "skip"] = _help(
-        "What to do with an invalid seed record: `fail` stops with file:line, `skip` counts it.", "fail")
+        "What to do with an invalid seed record: `fail` stops with file:line, `skip` skips and counts it "
+        "(undecodable JSONL lines too; their line numbers go to metrics/seed.json). Invalid JSON inside a "
+        "JSON array always stops: the rest of the array cannot be located.", "fail")
     split: str = _help("Split to read when `path` is a Hugging Face dataset.", "train")
 
     def validate(self) -> None:
