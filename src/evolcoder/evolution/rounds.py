@@ -119,7 +119,6 @@ class RoundResult:
             **{f"llm_{k}": v for k, v in self.usage.items()},
         }
 
-
     def incomplete(self, max_failed_fraction: float = 0.0) -> str | None:
         """Why this round must not be written as done, or None when it may be.
 

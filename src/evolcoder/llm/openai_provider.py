@@ -155,6 +155,11 @@ class OpenAIProvider:
     def _where(self) -> str:
         return self._base_url or "api.openai.com"
 
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, for messages that must name it."""
+        return self._where()
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
