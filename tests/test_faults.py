@@ -295,3 +295,23 @@ def test_wrong_port_fails_in_seconds_then_the_right_one_completes(tmp_path: Path
     assert pipe.train() == baseline.train
     with capsys.disabled():
         print(f"\n[wrong port] round stage exit {rc} after {seconds:.2f} s (process start included)")
+
+
+def test_failure_fraction_and_permanent_failures_decide_whether_a_round_is_done() -> None:
+    from evolcoder.evolution.rounds import Outcome, RoundResult
+
+    items = [{"id": f"i{n}", "instruction": f"task {n}"} for n in range(10)]
+    ok = [Outcome(item, "eliminated", "constraints", "no information gain") for item in items[2:]]
+    transient = Outcome(items[0], "failed", "constraints", "RequestFailed: gave up after 6 attempts: HTTP 500",
+                        cause="server_error")
+    rejected = Outcome(items[1], "failed", "constraints", "RequestFailed: HTTP 400", cause="invalid_request",
+                       permanent=True)
+    assert RoundResult(1, [rejected, *ok, Outcome(items[0], "kept", "constraints")]).incomplete() is None
+    result = RoundResult(1, [transient, rejected, *ok])
+    message = result.incomplete()
+    assert message is not None and "1 of 10 items failed after retries (server_error 1" in message
+    assert "1 were rejected by the endpoint" in message and "retries only the 1 failed" in message
+    assert result.incomplete(0.05) is not None and result.incomplete(0.1) is None
+    stats = result.stats()
+    assert (stats["failed"], stats["failed_permanent"]) == (2, 1)
+    assert stats["failed_by_cause"] == {"invalid_request": 1, "server_error": 1}
