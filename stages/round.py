@@ -1,4 +1,9 @@
-"""DVC stage `round@<r>`: one evolution round (its plan file; params `llm` for transport only)."""
+"""DVC stage `round@<r>`: one evolution round (its plan file; params `llm` for transport only).
+
+Exit codes: 2 bad input or params, 3 call budget spent, 4 items failed transiently or the
+endpoint is down. In every failing case nothing is written, so DVC records no result and
+the next `dvc repro` runs the round again (answered requests come from the cache).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ import click
 from _common import stage_main
 
 from evolcoder.config import LLMConfig, load_section
-from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
-from evolcoder.evolution.rounds import RoundRunner
+from evolcoder.evolution.plan import RoundPlan
+from evolcoder.evolution.rounds import RoundIncomplete, RoundRunner
 from evolcoder.errors import DataError
 from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.client import make_client
@@ -48,11 +53,15 @@ async def _run(plan: RoundPlan, transport: LLMConfig, items: list, model_dir: st
         result = await RoundRunner(plan, client).run(items, progress=progress)
     finally:
         await client.aclose()
-    write_round(result, out_dir)
     stats = result.stats()
     click.echo(f"round {plan.round}: {stats['kept']} kept, {stats['eliminated']} eliminated, "
-               f"{stats['failed']} failed of {stats['items_in']}; "
-               f"{stats.get('llm_requests', 0)} requests, {stats.get('llm_cache_hits', 0)} cache hits")
+               f"{stats['failed']} failed ({stats['failed_permanent']} rejected by the endpoint) of "
+               f"{stats['items_in']}; {stats.get('llm_requests', 0)} requests, "
+               f"{stats.get('llm_cache_hits', 0)} cache hits, {stats.get('llm_retries', 0)} retries")
+    problem = result.incomplete(llm.max_failed_fraction)
+    if problem:
+        raise RoundIncomplete(problem)
+    write_round(result, out_dir)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ with a ```python block. Tests script faults or texts per request with `push(...)
 replace the answers with `responder(messages) -> str` (or a `Fault.reply(...)`, to set
 its `finish_reason` too).
 
+Fault modes for whole runs (the fault-injection suite): `chaos(rate, faults, seed)` makes
+each chat request fail with probability `rate` with a fault drawn from `faults`;
+`outage(fault, after=n)` answers `n` more requests normally, then sends `fault` to every
+request until `recover()`. `Fault.drop()` closes the connection without a reply. Only
+non-empty 200 answers count as `completed` (what a test means by "paid for").
+
 Use in-process::
 
     with FakeServer(latency=0.05) as srv:
@@ -27,7 +33,8 @@ or as a subprocess (DVC stages run as subprocesses)::
 
 which prints `listening on http://127.0.0.1:PORT/v1` once ready. `GET /_stats` returns
 the counts and the keys of completed requests; `POST /_script` queues faults given as
-JSON (a list of Fault fields or strings).
+JSON (a list of Fault fields or strings); `POST /_chaos` and `POST /_outage` set the modes
+(`remote_chaos`, `remote_outage`, `remote_recover`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import argparse
 import contextlib
 import hashlib
 import json
+import random
+import socket
 import subprocess
 import sys
 import threading
@@ -65,8 +74,9 @@ class Fault:
     malformed: bool = False
     text: str | None = None
     finish_reason: str = "stop"  # "length": the reply was cut off at max_tokens
-    body: str | None = None  # sent verbatim with status 200 and `content_type`
+    body: str | None = None  # sent verbatim with `status` and `content_type`
     content_type: str = "application/json"
+    drop: bool = False  # close the connection without any reply
 
     @classmethod
     def rate_limit(cls, retry_after: str | None = "0") -> "Fault":
@@ -91,6 +101,14 @@ class Fault:
     @classmethod
     def reply(cls, text: str, finish_reason: str = "stop") -> "Fault":
         return cls(text=text, finish_reason=finish_reason)
+
+    @classmethod
+    def empty(cls) -> "Fault":
+        return cls(text="")
+
+    @classmethod
+    def drop_connection(cls) -> "Fault":
+        return cls(drop=True)
 
 
 def request_key(messages: Messages) -> str:
@@ -216,6 +234,9 @@ class FakeServer:
         self.completed: list[str] = []  # request_key of each 200 answer fully written
         self.in_flight = 0
         self.max_in_flight = 0
+        self.injected: Counter[str] = Counter()  # faults sent by chaos/outage mode, by kind
+        self._chaos: tuple[float, list[Fault], random.Random] | None = None
+        self._outage: tuple[Fault, int] | None = None  # (fault, answers still allowed before it starts)
         self._log = open(log_path, "a", encoding="utf-8") if log_path else None
         self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
@@ -225,6 +246,21 @@ class FakeServer:
         """Queue replies for the next requests, in order; a str is a canned text answer."""
         with self._lock:
             self._faults.extend(items)
+
+    def chaos(self, rate: float, faults: Sequence[Fault], seed: int = 0) -> None:
+        """Each chat request fails with probability `rate`, with a fault drawn from `faults`."""
+        with self._lock:
+            self._chaos = (rate, list(faults), random.Random(seed)) if rate > 0 else None
+
+    def outage(self, fault: Fault, after: int = 0) -> None:
+        """Answer `after` more requests, then send `fault` to every request until `recover()`."""
+        with self._lock:
+            self._outage = (fault, after)
+
+    def recover(self) -> None:
+        with self._lock:
+            self._outage = None
+            self._chaos = None
 
     def count(self, path: str | None = None) -> int:
         """Requests received in total, or on one path such as `/v1/chat/completions`."""
@@ -242,7 +278,7 @@ class FakeServer:
         with self._lock:
             return {"total": sum(self.paths.values()), "paths": dict(self.paths),
                     "completed": list(self.completed), "max_in_flight": self.max_in_flight,
-                    "pending_faults": len(self._faults)}
+                    "pending_faults": len(self._faults), "injected": dict(self.injected)}
 
     @property
     def port(self) -> int:
@@ -275,8 +311,23 @@ class FakeServer:
 
     # -- internals ----------------------------------------------------------------
     def _next_fault(self) -> Fault | str | None:
+        """A scripted fault first, then the outage, then a chaos draw."""
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            if self._outage is not None:
+                fault, allowed = self._outage
+                if allowed <= 0:
+                    self.injected[_kind(fault)] += 1
+                    return fault
+                self._outage = (fault, allowed - 1)
+            if self._chaos is not None:
+                rate, faults, rng = self._chaos
+                if rng.random() < rate:
+                    fault = rng.choice(faults)
+                    self.injected[_kind(fault)] += 1
+                    return fault
+            return None
 
     def _record(self, path: str, body: dict[str, Any] | None) -> None:
         with self._lock:
@@ -344,6 +395,17 @@ class FakeServer:
                     server.push(*items)
                     self._json(200, {"queued": len(items)})
                     return
+                if path == "/_chaos":
+                    server.chaos(body["rate"], [Fault(**x) for x in body["faults"]], body.get("seed", 0))
+                    self._json(200, {"ok": True})
+                    return
+                if path == "/_outage":
+                    if body.get("fault") is None:
+                        server.recover()
+                    else:
+                        server.outage(Fault(**body["fault"]), body.get("after", 0))
+                    self._json(200, {"ok": True})
+                    return
                 if path not in ("/v1/chat/completions", "/v1/completions"):
                     self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
                     return
@@ -365,8 +427,15 @@ class FakeServer:
                     fault = Fault(text=fault)
                 fault = fault or Fault()
                 time.sleep(server.latency + fault.stall)
+                if fault.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return None
                 if fault.status != 200:
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+                    if fault.body is not None:
+                        self._send(fault.status, fault.body.encode("utf-8"), headers, fault.content_type)
+                        return None
                     self._json(fault.status, {"error": {"message": f"scripted {fault.status}",
                                                         "type": "server_error", "code": fault.status}}, headers)
                     return None
@@ -393,9 +462,23 @@ class FakeServer:
                 else:
                     choice = {"index": 0, "finish_reason": fault.finish_reason, "text": text, "logprobs": None}
                     self._json(200, {**common, "object": "text_completion", "choices": [choice]})
-                return key
+                return key if text.strip() else None
 
         return Handler
+
+
+def _kind(fault: Fault) -> str:
+    if fault.drop:
+        return "drop"
+    if fault.stall:
+        return "stall"
+    if fault.malformed:
+        return "malformed"
+    if fault.status != 200:
+        return f"http_{fault.status}"
+    if fault.body is not None:
+        return "body"
+    return "empty" if fault.text is not None and not fault.text.strip() else "text"
 
 
 def fault_dicts(items: Iterable[Fault | str]) -> list[Any]:
@@ -434,6 +517,28 @@ def remote_push(base_url: str, *items: Fault | str) -> None:
     req = urllib.request.Request(base_url.rsplit("/v1", 1)[0] + "/_script", data=data, method="POST")
     with urllib.request.urlopen(req, timeout=10):
         pass
+
+
+def _control(base_url: str, path: str, payload: Any) -> None:
+    req = urllib.request.Request(base_url.rsplit("/v1", 1)[0] + path, data=json.dumps(payload).encode("utf-8"),
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+def remote_chaos(base_url: str, rate: float, faults: Sequence[Fault], seed: int = 0) -> None:
+    """`FakeServer.chaos` on a subprocess server."""
+    _control(base_url, "/_chaos", {"rate": rate, "faults": fault_dicts(faults), "seed": seed})
+
+
+def remote_outage(base_url: str, fault: Fault, after: int = 0) -> None:
+    """`FakeServer.outage` on a subprocess server."""
+    _control(base_url, "/_outage", {"fault": asdict(fault), "after": after})
+
+
+def remote_recover(base_url: str) -> None:
+    """End a subprocess server's outage and chaos."""
+    _control(base_url, "/_outage", {"fault": None})
 
 
 def main(argv: list[str] | None = None) -> None:

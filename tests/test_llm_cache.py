@@ -237,3 +237,94 @@ def test_queued_experiment_workspaces_share_the_project_cache(tmp_path, monkeypa
     assert cache_location(cfg, temp_ws) == str(tmp_path / "proj" / ".evolcoder" / "cache.sqlite")
     assert cache_location(cfg, tmp_path / "proj") == ".evolcoder/cache.sqlite"
     assert cache_location(LLMConfig(cache="/abs/c.sqlite"), temp_ws) == "/abs/c.sqlite"
+
+
+def _stats_json(cache: str, params: Path | None = None) -> dict:
+    args = ["cache", "stats", "--cache", cache, "--json"] + (["--params", str(params)] if params else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return {s["stage"]: s for s in json.loads(result.output)["stages"]}
+
+
+def test_cache_stats_reports_retries_and_failures_by_cause(tmp_path: Path) -> None:
+    from fakeserver import Fault
+
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, concurrency=1, max_attempts=2, max_consecutive_failures=0)
+        server.push(Fault.error(500), Fault(), Fault.rate_limit("0"), Fault(), Fault.empty(), Fault.empty(),
+                    Fault.error(400))  # one slot: the requests run (and retry) one after another
+        results, usage = _run(cfg, _requests(4), stage="round@1")
+    assert [type(r).__name__ for r in results] == ["CallResult", "CallResult", "RequestFailed", "RequestFailed"]
+    assert usage["failures_by_cause"] == {"empty": 1, "invalid_request": 1}
+    row = _stats_json(cfg.cache)["round@1"]
+    assert row["retries"] == usage["retries"] == 3
+    assert row["retries_by_cause"] == {"empty": 1, "rate_limit": 1, "server_error": 1}
+    assert row["failures_by_cause"] == {"empty": 1, "invalid_request": 1} and row["failures"] == 2
+    text = CliRunner().invoke(cli, ["cache", "stats", "--cache", cfg.cache]).output
+    assert "retries by cause: empty 1, rate_limit 1, server_error 1" in text
+    assert "failures by cause: empty 1, invalid_request 1" in text
+
+
+def test_request_seconds_exclude_waiting_for_a_slot(tmp_path: Path) -> None:
+    """One slot, six requests queued at once: each request's own time, not its time in the queue."""
+    with FakeServer(latency=0.1) as server:
+        cfg = _cfg(server, tmp_path, concurrency=1)
+        _run(cfg, _requests(6), stage="round@1")
+    row = _stats_json(cfg.cache)["round@1"]
+    assert row["runs"] == 1 and row["wall_seconds"] > 0
+    # Requests ran one after another inside the stage, so their own times cannot add up to more
+    # than its wall time; counting the queue would make them add up to about 3.5 times as much.
+    assert 0.6 <= row["request_seconds"] <= row["wall_seconds"]
+
+
+def test_cost_is_estimated_from_list_prices_when_unset_and_labelled(tmp_path: Path) -> None:
+    from evolcoder.llm.client import price_for
+
+    assert price_for("gpt-4o-mini-2024-07-18", None) == ({"prompt": 0.00015, "completion": 0.0006}, True)
+    assert price_for("gpt-4o", None)[0] == {"prompt": 0.0025, "completion": 0.01}
+    assert price_for("fake", None) == (None, False)
+    assert price_for("gpt-4o", {"prompt": 1.0}) == ({"prompt": 1.0}, False)
+    with FakeServer() as server:
+        _run(_cfg(server, tmp_path, model="gpt-4o-mini"), _requests(2), stage="round@1")
+        _run(_cfg(server, tmp_path, model="fake"), _requests(2), stage="round@2")
+    cache = str(tmp_path / "cache.sqlite")
+    rows = _stats_json(cache, tmp_path / "absent.yaml")
+    mini = rows["round@1"]
+    assert mini["est_cost"] == pytest.approx(mini["prompt_tokens"] * 0.00015 / 1000
+                                             + mini["completion_tokens"] * 0.0006 / 1000, abs=1e-6)
+    assert "estimate" in mini["cost_source"] and "est_cost" not in rows["round@2"]
+    text = CliRunner().invoke(cli, ["cache", "stats", "--cache", cache, "--params", str(tmp_path / "absent.yaml")])
+    assert "~0.0" in text.output and "estimated from" in text.output
+
+
+def test_empty_entries_of_older_caches_are_ignored_and_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    with sqlite3.connect(path) as db:  # the schema before causes were logged
+        db.executescript("""
+            CREATE TABLE completions (key TEXT PRIMARY KEY, provider TEXT NOT NULL, model TEXT NOT NULL,
+                request TEXT NOT NULL, text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
+                completion_tokens INTEGER NOT NULL, finish_reason TEXT, created REAL NOT NULL);
+            CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, stage TEXT NOT NULL,
+                provider TEXT NOT NULL, model TEXT NOT NULL, key TEXT NOT NULL, cached INTEGER NOT NULL,
+                prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL,
+                attempts INTEGER NOT NULL, error TEXT);""")
+        request = _requests(1)[0]
+        key = request.cache_key("openai", "fake")
+        db.execute("INSERT INTO completions VALUES (?,?,?,?,?,?,?,?,?)", (key, "openai", "fake", "{}", " \n", 1, 0,
+                                                                        "stop", 0.0))
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        [result], usage = _run(cfg, [request])
+        assert server.count() == 1, "an empty cached text is not an answer: pay for a real one"
+        [again], _ = _run(cfg, [request])
+        assert server.count() == 1 and again.cached and again.text == result.text
+    with CompletionCache(path) as cache:
+        assert cache.get(key).text == result.text and cache.count_completions() == 1
+        cache.put(key, "openai", "fake", request, Completion(""), _log_row(key))
+        assert cache.get(key).text == result.text, "an empty text never replaces an answer"
+
+
+def _log_row(key: str):
+    from evolcoder.llm.cache import CallLog
+
+    return CallLog("t", "openai", "fake", key, False)

@@ -15,7 +15,7 @@ from evolcoder.config import LLMConfig
 
 from evolcoder.errors import ConfigError
 from evolcoder.llm.base import ChatRequest
-from evolcoder.llm.client import LLMClient, LLMError, make_client
+from evolcoder.llm.client import EndpointDown, LLMClient, LLMError, RequestFailed, make_client
 from evolcoder.llm.openai_provider import OpenAIProvider, parse_retry_after
 
 
@@ -76,15 +76,39 @@ def test_retry_after_seconds_is_honoured(tmp_path: Path) -> None:
     assert elapsed >= 1.0, "the client must wait at least Retry-After before retrying"
 
 
-def test_null_content_and_missing_usage_are_read_as_empty(tmp_path: Path) -> None:
-    body = '{"choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": null}}]}'
+def test_empty_or_null_content_is_retried_and_never_cached(tmp_path: Path) -> None:
+    null = '{"choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": null}}]}'
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        server.push(Fault.raw(null), Fault.empty(), Fault.reply("  \n"))
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+        assert server.count() == 4
+    assert not isinstance(result, BaseException), result
+    assert "```python" in result.text
+    assert usage["retries"] == 3 and usage["retries_by_cause"] == {"empty": 3}
+    with sqlite3.connect(cfg.cache) as db:
+        assert [r[0] for r in db.execute("SELECT text FROM completions")] == [result.text]
+
+
+def test_missing_usage_is_read_as_zero_tokens(tmp_path: Path) -> None:
+    body = '{"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]}'
     with FakeServer() as server:
         cfg = _cfg(server, tmp_path)
         server.push(Fault.raw(body))
         [result], usage = _call(cfg, ChatRequest.user("hello"))
-    assert not isinstance(result, BaseException), result
-    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("", 0, 0)
+    assert (result.text, result.prompt_tokens, result.completion_tokens) == ("ok", 0, 0)
     assert usage["requests"] == 1 and usage["retries"] == 0
+
+
+def test_an_empty_answer_that_persists_fails_the_request_uncached(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, max_attempts=3)
+        server.push(Fault.empty(), Fault.empty(), Fault.empty())
+        (result, other), usage = _call(cfg, ChatRequest.user("hello"))[0] + _call(cfg, ChatRequest.user("other"))[0], None
+        assert server.count() == 4
+    assert isinstance(result, RequestFailed) and not result.permanent and result.cause == "empty"
+    with sqlite3.connect(cfg.cache) as db:
+        assert db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 1  # only "other"
 
 
 def test_retry_after_forms() -> None:
@@ -99,23 +123,51 @@ def test_retry_after_forms() -> None:
 
 def test_gives_up_after_max_attempts_and_logs_the_error(tmp_path: Path) -> None:
     with FakeServer() as server:
-        cfg = _cfg(server, tmp_path, max_attempts=3)
+        cfg = _cfg(server, tmp_path, max_attempts=3, max_consecutive_failures=0)
         server.push(*[Fault.error(502)] * 3)
         [result], usage = _call(cfg, ChatRequest.user("hello"))
         assert server.count() == 3
-    assert isinstance(result, LLMError) and "3 attempts" in str(result) and "502" in str(result)
+    assert isinstance(result, RequestFailed) and "3 attempts" in str(result) and "502" in str(result)
+    assert not result.permanent and result.cause == "server_error"
     assert usage["failures"] == 1 and usage["retries"] == 2
+    assert usage["retries_by_cause"] == {"server_error": 2} and usage["failures_by_cause"] == {"server_error": 1}
     [(cached, attempts, error)] = _log(cfg)
     assert (cached, attempts) == (0, 3) and "502" in error
 
 
-def test_client_error_is_permanent_not_retried(tmp_path: Path) -> None:
+def test_first_request_failing_in_transport_stops_the_stage(tmp_path: Path) -> None:
+    """Nothing answered and the first request exhausted its retries on 5xx: the endpoint is down."""
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, max_attempts=3, concurrency=1)
+        server.outage(Fault.error(500))
+        results, usage = _call(cfg, *[ChatRequest.user(f"q{i}") for i in range(5)])
+        assert server.count() == 3, "only the first request's attempts reach the server"
+    assert all(isinstance(r, EndpointDown) for r in results)
+    assert "nothing has been answered" in str(results[0]) and "HTTP 500" in str(results[0])
+
+
+def test_breaker_stops_after_consecutive_failures_once_answers_stopped(tmp_path: Path) -> None:
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path, max_attempts=2, concurrency=1, max_consecutive_failures=3)
+        server.outage(Fault.drop_connection(), after=2)
+        results, usage = _call(cfg, *[ChatRequest.user(f"q{i}") for i in range(10)])
+        assert server.count() == 2 + 3 * 2, "2 answers, then 3 requests of 2 attempts, then the breaker"
+    assert [type(r).__name__ for r in results[:5]] == ["CallResult"] * 2 + ["RequestFailed"] * 2 + ["EndpointDown"]
+    assert all(isinstance(r, EndpointDown) for r in results[4:])
+    assert "3 requests in a row" in str(results[4]) and "llm.max_consecutive_failures=3" in str(results[4])
+    assert results[2].cause == "connection"
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_client_error_is_permanent_not_retried(tmp_path: Path, status: int) -> None:
     with FakeServer() as server:
         cfg = _cfg(server, tmp_path)
-        server.push(Fault.error(400))
+        server.push(Fault.error(status))
         [result], usage = _call(cfg, ChatRequest.user("hello"))
         assert server.count() == 1
-    assert isinstance(result, LLMError) and usage["retries"] == 0 and usage["failures"] == 1
+    assert isinstance(result, RequestFailed) and result.permanent and result.cause == "invalid_request"
+    assert usage["retries"] == 0 and usage["failures_by_cause"] == {"invalid_request": 1}
+    assert f"HTTP {status} from {cfg.base_url}" in str(result)
 
 
 def test_request_carries_model_sampling_settings_and_seed(tmp_path: Path) -> None:
@@ -152,7 +204,7 @@ def test_sdk_retries_are_off_so_ours_are_the_only_ones(tmp_path: Path) -> None:
         server.push(Fault.error(500))
 
         async def go():
-            client = LLMClient(provider, _cache(tmp_path), max_attempts=1)
+            client = LLMClient(provider, _cache(tmp_path), max_attempts=1, max_consecutive_failures=0)
             try:
                 return await client.complete(ChatRequest.user("x"))
             finally:
@@ -199,3 +251,67 @@ def test_wrong_key_or_model_stops_with_a_config_error(tmp_path: Path, status: in
         assert server.count() == 1
     assert isinstance(result, ConfigError) and words in str(result)
     assert usage["failures"] == 1 and usage["retries"] == 0
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("transport", ["auto", "httpx"])
+def test_wrong_port_stops_at_once_naming_url_and_refused(tmp_path: Path, transport: str) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    provider = OpenAIProvider("fake", base_url=url, transport=transport)
+
+    async def go():
+        client = LLMClient(provider, _cache(tmp_path), concurrency=4, max_attempts=6, backoff_s=1.0)
+        try:
+            return await asyncio.gather(*(client.complete(ChatRequest.user(f"q{i}")) for i in range(8)),
+                                        return_exceptions=True), client.usage()
+        finally:
+            await client.aclose()
+
+    start = time.perf_counter()
+    results, usage = asyncio.run(go())
+    elapsed = time.perf_counter() - start
+    assert all(isinstance(r, EndpointDown) for r in results), results
+    assert url in str(results[0]) and "connection refused" in str(results[0])
+    assert usage["retries"] == 0 and elapsed < 5.0, "no backoff before the first answer: fail in seconds"
+
+
+def test_unknown_host_names_dns(tmp_path: Path) -> None:
+    provider = OpenAIProvider("fake", base_url="http://no-such-host.invalid:8000/v1")
+
+    async def go():
+        client = LLMClient(provider, _cache(tmp_path), max_attempts=6, backoff_s=1.0)
+        try:
+            return await client.complete(ChatRequest.user("q"))
+        finally:
+            await client.aclose()
+
+    with pytest.raises(EndpointDown, match="cannot resolve the host of llm.base_url http://no-such-host.invalid"):
+        asyncio.run(go())
+
+
+def test_insufficient_quota_stops_instead_of_retrying(tmp_path: Path) -> None:
+    body = '{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}'
+    with FakeServer() as server:
+        cfg = _cfg(server, tmp_path)
+        server.push(Fault(status=429, body=body))
+        [result], usage = _call(cfg, ChatRequest.user("hello"))
+        assert server.count() == 1
+    assert isinstance(result, EndpointDown) and "quota" in str(result)
+
+
+def test_wrong_route_fails_at_once_naming_the_url(tmp_path: Path) -> None:
+    """A base_url missing its /v1 reaches the server but no route: a config error, no retries."""
+    with FakeServer() as server:
+        url = server.base_url.removesuffix("/v1")
+        cfg = _cfg(server, tmp_path, base_url=url)
+        results, usage = _call(cfg, *[ChatRequest.user(f"q{i}") for i in range(4)])
+    assert all(isinstance(r, ConfigError) for r in results)
+    assert url in str(results[0]) and "404" in str(results[0]) and "/v1" in str(results[0])
+    assert usage["retries"] == 0

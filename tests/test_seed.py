@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evolcoder.config import SeedConfig
-from evolcoder.errors import DataError
+from evolcoder.errors import ConfigError, DataError
 from evolcoder.dataset.seed import load_seed
 from evolcoder.records import record_id
 
@@ -65,8 +65,43 @@ def test_skip_mode_counts_bad_records(tmp_path: Path) -> None:
     path = tmp_path / "seed.jsonl"
     path.write_text('{"instruction": "a"}\n{"instruction": 3}\n{"instruction": "a"}\n{"instruction": "b"}\n')
     result = load_seed(_cfg(path, on_error="skip"))
-    assert result.stats == {"read": 4, "skipped": 1, "duplicates": 1, "written": 2}
+    assert result.stats == {"read": 4, "skipped": 1, "duplicates": 1, "written": 2, "skipped_lines": [2],
+                            "skipped_by_reason": {"'instruction' is missing or not a string": 1}}
     assert result.skipped == [f"{path}:2: 'instruction' is missing or not a string"]
+
+
+def test_skip_mode_skips_malformed_and_undecodable_lines_by_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "seed.jsonl"
+    path.write_bytes(b'{"instruction": "a"}\n{"instruction": "b",,}\n\n{"instruction": "c"}\n'
+                     b'\xff\xfe\n{"instruction": \n{"instruction": "d"}\n')
+    with pytest.raises(DataError, match=rf"{path}:2: invalid JSON"):
+        load_seed(_cfg(path))
+    result = load_seed(_cfg(path, on_error="skip"))
+    assert [r["instruction"] for r in result.records] == ["a", "c", "d"]
+    assert result.stats["skipped"] == 3 and result.stats["skipped_lines"] == [2, 5, 6]
+    assert result.stats["skipped_by_reason"] == {"invalid JSON": 2, "not valid UTF-8": 1}
+    assert result.skipped[0].startswith(f"{path}:2: invalid JSON")
+
+
+def test_missing_local_path_names_seed_path(tmp_path: Path) -> None:
+    from evolcoder.dataset.seed import fingerprint
+
+    for missing in (str(tmp_path / "nope.jsonl"), "data/seed/input.jsonl", "seeds.json"):
+        with pytest.raises(ConfigError, match=r"params: seed.path: .* does not exist"):
+            load_seed(_cfg(Path(missing)))
+        with pytest.raises(ConfigError, match=r"params: seed.path: .* does not exist"):
+            fingerprint(missing)
+
+
+def test_file_fingerprint_follows_content(tmp_path: Path) -> None:
+    from evolcoder.dataset.seed import fingerprint
+
+    path = tmp_path / "seed.jsonl"
+    path.write_text('{"instruction": "a"}\n')
+    first = fingerprint(str(path))
+    assert first == fingerprint(str(path)) and first["kind"] == "file"
+    path.write_text('{"instruction": "b"}\n')
+    assert fingerprint(str(path))["sha256"] != first["sha256"]
 
 
 def test_sampling_is_reproducible_and_seeded() -> None:
@@ -100,3 +135,44 @@ def test_stage_rejects_unknown_params_key(tmp_path: Path) -> None:
                            "--out", str(tmp_path / "s.jsonl"), "--metrics", str(tmp_path / "m.json")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "params: seed.sample_size: unknown key" in proc.stderr
+
+
+def _hub_snapshot(home: Path, repo: str, revision: str, rows: list[dict]) -> None:
+    """A dataset in the local Hugging Face hub cache layout, as a download would leave it."""
+    base = home / "hub" / f"datasets--{repo.replace('/', '--')}"
+    snap = base / "snapshots" / revision
+    snap.mkdir(parents=True)
+    (snap / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (base / "refs").mkdir(exist_ok=True)
+    (base / "refs" / "main").write_text(revision)
+
+
+@pytest.mark.slow
+def test_hub_id_as_seed_path_under_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No file dep on a hub id: the fingerprint stage pins its commit and `seed` re-runs when it moves."""
+    from dvcproject import default_params, make_project, out, ran, sh
+
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rows = [{"instruction": f"Write function number {i}.", "output": "pass"} for i in range(3)]
+    first, second = "1" * 40, "2" * 40
+    _hub_snapshot(home, "tester/seeds", first, rows[:2])
+    params = default_params()
+    params["seed"].update({"path": "tester/seeds", "n": 0})
+    project = make_project(tmp_path, params)
+
+    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed_source", "seed"}
+    metrics = json.loads((project / "metrics/seed.json").read_text())
+    assert metrics["written"] == 2 and metrics["source"] == {"kind": "hub", "path": "tester/seeds",
+                                                             "revision": first}
+    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed_source"}, "same commit: seed is skipped"
+
+    _hub_snapshot(home, "tester/seeds", second, rows)  # the dataset moved on the hub
+    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed_source", "seed"}
+    assert len((project / "data/seed/seed.jsonl").read_text().splitlines()) == 3
+
+    missing = project / "params.yaml"
+    missing.write_text(missing.read_text().replace("path: tester/seeds", "path: data/seed/missing.jsonl"))
+    failed = sh(project, "dvc", "repro", "seed", check=False)
+    assert failed.returncode != 0 and "params: seed.path: 'data/seed/missing.jsonl' does not exist" in out(failed)

@@ -227,7 +227,13 @@ def _cache_path(path: str | None, params: str) -> str:
 @click.option("--stage", default=None, help="Only this stage (as logged, e.g. round@2).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json: bool) -> None:
-    """Requests, cache hits, failures, tokens and estimated cost per stage."""
+    """Requests, hits, retries and failures by cause, time and estimated cost per stage.
+
+    `wall_s` is the stages' elapsed time; `req_s` sums each paid request's own time (from
+    getting a concurrency slot to its answer, retries included), so with concurrency it can
+    exceed wall time. Cost uses llm.price_per_1k, else a built-in list price for well-known
+    hosted models, marked `~` (an estimate).
+    """
     import json
     from pathlib import Path
 
@@ -235,28 +241,37 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
 
     from evolcoder.errors import ConfigError
     from evolcoder.llm.cache import CompletionCache
-    from evolcoder.llm.client import estimate_cost
+    from evolcoder.llm.client import PRICE_TABLE_DATE, estimate_cost, price_for
 
     path = _cache_path(cache_path, params)
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no cache file yet (nothing has called an LLM)")
-    price = load_section(LLMConfig, "llm", params).price_per_1k if Path(params).is_file() else None
+    configured = load_section(LLMConfig, "llm", params).price_per_1k if Path(params).is_file() else None
     with CompletionCache(path) as cache:
         rows = cache.stats(stage)
         stored = cache.count_completions()
     for row in rows:
+        price, listed = price_for(row["model"], configured)
         if price:
             row["est_cost"] = estimate_cost(row["prompt_tokens"], row["completion_tokens"], price)
+            row["cost_source"] = f"list price ({PRICE_TABLE_DATE}), an estimate" if listed else "llm.price_per_1k"
     if as_json:
         click.echo(json.dumps({"cache": path, "completions": stored, "stages": rows}, indent=2))
         return
     click.echo(f"{path}: {stored} stored completions")
-    header = f"{'stage':<16} {'model':<24} {'requests':>8} {'hits':>8} {'failed':>6} {'prompt_tok':>10} {'compl_tok':>10}"
-    click.echo(header + ("  est_cost" if price else ""))
+    click.echo(f"{'stage':<14} {'model':<20} {'requests':>8} {'hits':>7} {'retries':>7} {'failed':>6} "
+               f"{'prompt_tok':>10} {'compl_tok':>10} {'wall_s':>8} {'req_s':>9} {'est_cost':>9}")
     for r in rows:
-        line = (f"{r['stage'] or '-':<16} {r['model'][-24:]:<24} {r['requests']:>8} {r['cache_hits']:>8} "
-                f"{r['failures']:>6} {r['prompt_tokens']:>10} {r['completion_tokens']:>10}")
-        click.echo(line + (f"  {r['est_cost']:.4f}" if price else ""))
+        cost = "-" if "est_cost" not in r else ("~" if "estimate" in r["cost_source"] else "") + f"{r['est_cost']:.4f}"
+        click.echo(f"{r['stage'] or '-':<14} {r['model'][-20:]:<20} {r['requests']:>8} {r['cache_hits']:>7} "
+                   f"{r['retries']:>7} {r['failures']:>6} {r['prompt_tokens']:>10} {r['completion_tokens']:>10} "
+                   f"{r['wall_seconds']:>8.1f} {r['request_seconds']:>9.1f} {cost:>9}")
+        for label in ("retries", "failures"):
+            if r[f"{label}_by_cause"]:
+                causes = ", ".join(f"{k} {v}" for k, v in r[f"{label}_by_cause"].items())
+                click.echo(f"{'':<14}   {label} by cause: {causes}")
+    if any("estimate" in r.get("cost_source", "") for r in rows):
+        click.echo(f"~ estimated from {PRICE_TABLE_DATE} list prices; set llm.price_per_1k for your own")
 
 
 # --- seed export (issue 2) ---

@@ -33,7 +33,9 @@ class SeedConfig:
     n: int = _help("How many seed records to sample; 0 keeps all.", 16)
     seed: int = _help("RNG seed for sampling seed records.", 42)
     on_error: Literal["fail", "skip"] = _help(
-        "What to do with an invalid seed record: `fail` stops with file:line, `skip` counts it.", "fail")
+        "What to do with an invalid seed record: `fail` stops with file:line, `skip` skips and counts it "
+        "(undecodable JSONL lines too; their line numbers go to metrics/seed.json). Invalid JSON inside a "
+        "JSON array always stops: the rest of the array cannot be located.", "fail")
     split: str = _help("Split to read when `path` is a Hugging Face dataset.", "train")
 
     def validate(self) -> None:
@@ -125,6 +127,13 @@ class LLMConfig:
     seed: int = _help("Sampling seed sent with each request (part of the cache key).", 0)
     backoff_s: float = _help("First retry delay in seconds; doubles per attempt (jittered, capped at 60 s). "
                              "A server's Retry-After replaces it.", 1.0)
+    max_consecutive_failures: int = _help(
+        "Circuit breaker: stop the stage when this many requests in a row failed after all their "
+        "attempts (an outage, not a bad item); 0 = never. A refused connection or unknown host stops "
+        "it at once when nothing has been answered yet.", 10)
+    max_failed_fraction: float = _help(
+        "Share of a round's items that may fail transiently (after retries) with the round still "
+        "written as done; 0 = any such failure fails the round so a re-run retries it.", 0.0)
 
     def validate(self) -> None:
         _check(self.concurrency >= 1, "llm.concurrency", "must be >= 1")
@@ -133,6 +142,8 @@ class LLMConfig:
         _check(self.max_attempts >= 1, "llm.max_attempts", "must be >= 1")
         _check(self.backoff_s >= 0, "llm.backoff_s", "must be >= 0")
         _check(self.max_calls >= 0, "llm.max_calls", "must be >= 0")
+        _check(self.max_consecutive_failures >= 0, "llm.max_consecutive_failures", "must be >= 0")
+        _check(0.0 <= self.max_failed_fraction < 1.0, "llm.max_failed_fraction", "must be in [0, 1)")
         _check(0.0 <= self.temperature <= 2.0, "llm.temperature", "must be in [0, 2]")
         _check(0.0 < self.top_p <= 1.0, "llm.top_p", "must be in (0, 1]")
         if self.price_per_1k is not None:

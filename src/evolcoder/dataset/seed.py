@@ -2,24 +2,42 @@
 
 Accepts what people actually have: a Code Alpaca JSON array, a JSONL file, a saved
 `datasets` directory or a hub dataset id. Every record is checked before any LLM call,
-and an error names the file and line so a 20k-record file can be fixed in one go.
+and an error names the file and line so a 20k-record file can be fixed in one go; with
+`on_error: skip` bad records and undecodable JSONL lines are skipped and counted.
+
+`fingerprint` identifies the source's content without loading it (a file's sha256, or a
+hub dataset's commit), so DVC can re-run the seed stage exactly when the data changed,
+whether `seed.path` is a file or a hub id; a hub dataset is then loaded at that commit.
 Ids are content hashes, so the same instruction gets the same id in every run and
 every downstream RNG draw keyed on it is reproducible.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evolcoder.config import SeedConfig
-from evolcoder.errors import DataError
-from evolcoder.jsonio import read_jsonl
+from evolcoder.errors import ConfigError, DataError
+from evolcoder.jsonio import file_sha256
 from evolcoder.records import seed_record
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that is not a record at all (not UTF-8, not JSON): `check_record` reports it."""
+
+    problem: str
 
 
 def _json_array(path: Path) -> Iterator[tuple[str, Any]]:
@@ -49,11 +67,92 @@ def _json_array(path: Path) -> Iterator[tuple[str, Any]]:
         yield f"{path}:{line}", value
 
 
-def _hf_dataset(path: str, split: str) -> Iterator[tuple[str, Any]]:
+def _jsonl(path: Path) -> Iterator[tuple[str, Any]]:
+    """Records of a JSONL file by line; an undecodable line is yielded as a `BadLine`."""
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield where, BadLine(f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield where, json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield where, BadLine(f"invalid JSON: {exc.msg} (column {exc.colno})")
+
+
+def looks_like_hub_id(path: str) -> bool:
+    """`owner/name` with no file suffix: what a Hugging Face dataset id looks like."""
+    return bool(HUB_ID.match(path)) and not path.lower().endswith(LOCAL_SUFFIXES)
+
+
+def _missing(path: str) -> ConfigError:
+    return ConfigError(f"params: seed.path: {path!r} does not exist; expected a JSON/JSONL file, a saved "
+                       "`datasets` directory or a Hugging Face dataset id such as sahil280114/codealpaca")
+
+
+def _tree_sha256(root: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(root).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def hub_revision(repo_id: str) -> str:
+    """The commit a hub dataset's `main` points at: asked of the hub, else read from the local cache."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    problem = "offline (HF_HUB_OFFLINE)"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            return str(HfApi().dataset_info(repo_id).sha)
+        except RepositoryNotFoundError:
+            raise ConfigError(f"params: seed.path: {repo_id!r} is not a local path and no such dataset "
+                              "exists on the Hugging Face hub") from None
+        except Exception as exc:  # no network: fall back to what the cache last saw
+            problem = f"{type(exc).__name__}: {exc}"
+    ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "refs" / "main"
+    if ref.is_file():
+        return ref.read_text(encoding="utf-8").strip()
+    raise ConfigError(f"params: seed.path: cannot resolve hub dataset {repo_id!r} ({problem}) and it is not "
+                      "in the local Hugging Face cache; go online once, or `evolcoder export-seed` it to a file")
+
+
+def fingerprint(path: str) -> dict[str, str]:
+    """What identifies the seed data's content: sha256 of a file or directory, or a hub commit."""
+    local = Path(path)
+    if local.is_file():
+        return {"kind": "file", "path": path, "sha256": file_sha256(local)}
+    if local.is_dir():
+        return {"kind": "dir", "path": path, "sha256": _tree_sha256(local)}
+    if not looks_like_hub_id(path):
+        raise _missing(path)
+    return {"kind": "hub", "path": path, "revision": hub_revision(path)}
+
+
+def _hub_snapshot(repo_id: str, revision: str) -> str:
+    """The dataset repo's files at `revision` (from the local cache when already there)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, repo_type="dataset", revision=revision)
+    except Exception as exc:
+        raise ConfigError(f"params: seed.path: hub dataset {repo_id!r} at {revision}: "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+def _hf_dataset(path: str, split: str, revision: str | None = None) -> Iterator[tuple[str, Any]]:
     import datasets
 
     local = Path(path)
-    if local.is_dir():
+    if revision is not None:
+        ds = datasets.load_dataset(_hub_snapshot(path, revision), split=split)
+    elif local.is_dir():
         ds = datasets.load_from_disk(str(local))
         if isinstance(ds, datasets.DatasetDict):
             ds = ds[split]
@@ -61,28 +160,28 @@ def _hf_dataset(path: str, split: str) -> Iterator[tuple[str, Any]]:
         try:
             ds = datasets.load_dataset(path, split=split)
         except Exception as exc:  # offline, unknown id, missing split: say which key to fix
-            raise DataError(f"params: seed.path: {path!r} is not a file, and loading it as a Hugging Face "
+            raise ConfigError(f"params: seed.path: {path!r} is not a file, and loading it as a Hugging Face "
                             f"dataset failed: {type(exc).__name__}: {exc}") from None
     for index, row in enumerate(ds):
         yield f"{path}[{index}]", row
 
 
-def iter_raw(path: str, split: str = "train") -> Iterator[tuple[str, Any]]:
-    """(location, raw record) from any supported seed source."""
+def iter_raw(path: str, split: str = "train", revision: str | None = None) -> Iterator[tuple[str, Any]]:
+    """(location, raw record or BadLine) from any supported seed source; `revision` pins a hub id."""
     local = Path(path)
     if local.is_file():
         head = local.read_bytes()[:4096].lstrip()
-        if head.startswith(b"["):
-            yield from _json_array(local)
-        else:
-            for lineno, record in read_jsonl(local):
-                yield f"{local}:{lineno}", record
+        yield from _json_array(local) if head.startswith(b"[") else _jsonl(local)
         return
-    yield from _hf_dataset(path, split)
+    if not local.is_dir() and not looks_like_hub_id(path):
+        raise _missing(path)
+    yield from _hf_dataset(path, split, revision)
 
 
 def check_record(record: Any) -> str | None:
     """What is wrong with a seed record, or None when it is usable."""
+    if isinstance(record, BadLine):
+        return record.problem
     if not isinstance(record, dict):
         return f"expected an object with an 'instruction', got {type(record).__name__}"
     instruction = record.get("instruction")
@@ -99,23 +198,41 @@ def check_record(record: Any) -> str | None:
 @dataclass
 class SeedResult:
     records: list[dict[str, Any]]
-    stats: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
 
-def load_seed(cfg: SeedConfig) -> SeedResult:
-    """Validate every record, drop exact duplicates, then sample `cfg.n` reproducibly."""
+MAX_LISTED_SKIPS = 1000  # metrics/seed.json lists at most this many skipped line numbers
+
+
+def _line_of(where: str) -> int:
+    """The line number of `file:line`, or the row index of `dataset[index]`."""
+    tail = where[:-1].rsplit("[", 1)[-1] if where.endswith("]") else where.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def load_seed(cfg: SeedConfig, source: dict[str, str] | None = None) -> SeedResult:
+    """Validate every record, drop exact duplicates, then sample `cfg.n` reproducibly.
+
+    `source` is the stage's `fingerprint`: a hub dataset is read at its recorded commit,
+    and the fingerprint is kept in the stats so metrics/seed.json says what was read.
+    """
     records: list[dict[str, Any]] = []
     seen: set[str] = set()
     skipped: list[str] = []
+    lines: list[int] = []
+    reasons: Counter[str] = Counter()
     read = duplicates = 0
-    for where, raw in iter_raw(cfg.path, cfg.split):
+    revision = source.get("revision") if source and source.get("path") == cfg.path else None
+    for where, raw in iter_raw(cfg.path, cfg.split, revision):
         read += 1
         problem = check_record(raw)
         if problem:
             if cfg.on_error == "fail":
                 raise DataError(f"{where}: {problem}")
             skipped.append(f"{where}: {problem}")
+            lines.append(_line_of(where))
+            reasons[problem.split(":")[0].split(" (")[0]] += 1
             continue
         instruction = raw["instruction"].strip()
         input = (raw.get("input") or "").strip()
@@ -130,5 +247,11 @@ def load_seed(cfg: SeedConfig) -> SeedResult:
     if cfg.n and cfg.n < len(records):
         picked = sorted(random.Random(cfg.seed).sample(range(len(records)), cfg.n))
         records = [records[i] for i in picked]
-    stats = {"read": read, "skipped": len(skipped), "duplicates": duplicates, "written": len(records)}
+    stats: dict[str, Any] = {"read": read, "skipped": len(skipped), "duplicates": duplicates,
+                             "written": len(records)}
+    if skipped:
+        stats["skipped_lines"] = lines[:MAX_LISTED_SKIPS]
+        stats["skipped_by_reason"] = dict(sorted(reasons.items()))
+    if source:
+        stats["source"] = source
     return SeedResult(records=records, stats=stats, skipped=skipped)

@@ -5,6 +5,12 @@ nothing disappears. The heuristic for an item is drawn from an RNG keyed on
 (round seed, round, item id), and outputs are written in input order, so the round's
 data is identical whatever the concurrency or the order in which requests finish.
 An eliminated or failed item's parent goes on to the next round, as in WizardLM.
+
+A failure is transient (the endpoint erred, timed out or answered nothing, even after
+retries: a re-run would retry it) or permanent (the endpoint rejected the request). A
+round with transient failures is not done: `RoundResult.incomplete` says why, and the
+stage fails without writing anything, so DVC re-runs it and the cache replays every
+answered request for free.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from evolcoder.errors import EvolcoderError
 from evolcoder.evolution import eliminate
-from evolcoder.llm.base import ChatRequest
+from evolcoder.llm.base import ChatRequest, EndpointDown
 from evolcoder.llm.client import BudgetExhausted, CallResult, LLMClient, LLMError
 from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.prompts import equality_prompt, evol_prompt
@@ -47,6 +54,13 @@ def question_text(item: dict[str, Any]) -> str:
     return item["instruction"]
 
 
+class RoundIncomplete(EvolcoderError, RuntimeError):
+    """Items failed transiently: the round is not written, and a re-run retries only those."""
+
+    exit_code = 4
+    label = "incomplete"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one input item in a round."""
@@ -58,10 +72,13 @@ class Outcome:
     rule: str | None = None  # the elimination rule's name, counted in the stats
     child: dict[str, Any] | None = None
     evolved_instruction: str | None = None
+    cause: str | None = None  # failed: why, in one word (server_error, timeout, empty, invalid_request...)
+    permanent: bool = False  # failed: the endpoint rejected the request, a re-run would not help
 
     def record(self) -> dict[str, Any]:
         return {"id": self.item["id"], "status": self.status, "method": self.method,
-                "reason": self.reason, "rule": self.rule, "child_id": self.child["id"] if self.child else None,
+                "reason": self.reason, "rule": self.rule, "cause": self.cause,
+                "child_id": self.child["id"] if self.child else None,
                 "evolved_instruction": self.evolved_instruction,
                 "response": self.child["output"] if self.child else None}
 
@@ -84,6 +101,7 @@ class RoundResult:
         statuses = Counter(o.status for o in self.outcomes)
         reasons = Counter(o.rule or o.reason for o in self.outcomes if o.status == "eliminated")
         kept = self.kept()
+        failed = [o for o in self.outcomes if o.status == "failed"]
         return {
             "round": self.round,
             "active": True,
@@ -92,6 +110,8 @@ class RoundResult:
             "eliminated": statuses["eliminated"],
             "failed": statuses["failed"],
             "eliminated_by_reason": dict(sorted(reasons.items())),
+            "failed_permanent": sum(o.permanent for o in failed),
+            "failed_by_cause": dict(sorted(Counter(o.cause or "error" for o in failed).items())),
             "methods": dict(sorted(Counter(o.method for o in self.outcomes).items())),
             "mean_instruction_words": round(sum(len(c["instruction"].split()) for c in kept) / len(kept), 2)
             if kept else 0.0,
@@ -100,6 +120,25 @@ class RoundResult:
             "wall_s": round(self.wall_s, 3),
             **{f"llm_{k}": v for k, v in self.usage.items()},
         }
+
+    def incomplete(self, max_failed_fraction: float = 0.0) -> str | None:
+        """Why this round must not be written as done, or None when it may be.
+
+        Transient failures beyond `max_failed_fraction` of the items make it incomplete;
+        permanent ones (rejected requests) are counted and reported but never retried.
+        """
+        transient = [o for o in self.outcomes if o.status == "failed" and not o.permanent]
+        if not transient or len(transient) <= max_failed_fraction * len(self.outcomes):
+            return None
+        causes = Counter(o.cause or "error" for o in transient)
+        why = ", ".join(f"{cause} {n}" for cause, n in causes.most_common())
+        permanent = len([o for o in self.outcomes if o.permanent])
+        return (f"round {self.round}: {len(transient)} of {len(self.outcomes)} items failed after retries "
+                f"({why}; e.g. {transient[0].reason})"
+                + (f", and {permanent} were rejected by the endpoint" if permanent else "")
+                + ". Nothing was written. Every answered request is cached, so a re-run (`dvc repro`) "
+                f"retries only the {len(transient)} failed items; llm.max_failed_fraction="
+                f"{max_failed_fraction} allows no more than {int(max_failed_fraction * len(self.outcomes))}.")
 
 
 class RoundRunner:
@@ -152,7 +191,8 @@ class RoundRunner:
             if reason is not None:
                 return self._eliminated(item, method, reason, instruction)
         except LLMError as exc:
-            return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}")
+            return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}",
+                           cause=getattr(exc, "cause", "error"), permanent=getattr(exc, "permanent", False))
         child = child_record(item, self.round, method, instruction, response)
         return Outcome(item, "kept", method, child=child, evolved_instruction=instruction)
 
@@ -160,7 +200,9 @@ class RoundRunner:
         """All items concurrently (the client bounds what is in flight); results in input order.
 
         When the call budget runs out, requests already in flight still finish and are
-        cached before the round stops, so nothing that was paid for is thrown away.
+        cached before the round stops, so nothing that was paid for is thrown away. When
+        the endpoint is down (the client's circuit breaker) or misconfigured, the rest is
+        cancelled at once: those requests would only fail too.
         """
         start = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(items)
@@ -174,9 +216,18 @@ class RoundRunner:
                 stopped.append(exc)
             bar.update()
 
+        tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
         try:
-            await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+            await asyncio.gather(*tasks)
+        except EndpointDown as exc:
+            answered = sum(o is not None and o.status != "failed" for o in outcomes)
+            raise EndpointDown(f"round {self.round} stopped: {exc}. Nothing was written; {answered} of "
+                               f"{len(items)} items were answered and are cached, so a re-run once the "
+                               f"endpoint is back retries only the other {len(items) - answered}.") from exc
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             bar.close()
         if stopped:
             done = sum(o is not None for o in outcomes)

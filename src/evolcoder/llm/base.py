@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
+from evolcoder.errors import EvolcoderError, LLMError
+
 # The in-process provider's plain completion prompt format (hf_provider.plain_prompt and its
 # stop markers): bump on any change. Round plans record it, so a change re-runs the rounds.
 PLAIN_FORMAT = "plain-v2"
@@ -67,13 +69,51 @@ class Provider(Protocol):
         ...
 
 
+# Why a request failed; `TRANSPORT_CAUSES` say nothing about the request, only the endpoint.
+TRANSPORT_CAUSES = frozenset({"refused", "dns", "connection", "timeout", "server_error"})
+
+
 class TransientError(RuntimeError):
-    """A failure worth retrying (rate limit, 5xx, timeout, dropped connection, garbled body).
+    """A failure worth retrying (rate limit, 5xx, timeout, dropped connection, garbled or empty body).
 
     Providers translate their own exception types into this one so the client's retry
-    policy is backend-neutral; `retry_after` carries the server's requested delay.
+    policy is backend-neutral; `retry_after` carries the server's requested delay and
+    `cause` one word for `cache stats` (rate_limit, server_error, timeout, connection,
+    refused, dns, malformed, empty). `unreachable` marks a refused connection or an
+    unresolvable host: before anything was answered, the client treats it as a dead endpoint.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, cause: str = "server_error",
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.cause = cause
+        self.unreachable = unreachable
+
+
+class PermanentError(RuntimeError):
+    """The endpoint rejected this one request for good (400, 413, 422): retrying cannot help."""
+
+    def __init__(self, message: str, cause: str = "invalid_request") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class RequestFailed(LLMError):
+    """One request failed for good; `permanent` says whether a re-run could succeed."""
+
+    def __init__(self, message: str, *, cause: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.permanent = permanent
+
+
+class EndpointDown(EvolcoderError, RuntimeError):
+    """The endpoint is unreachable or failing every request: the stage stops instead of grinding on.
+
+    Everything answered so far is cached, so a re-run once the endpoint is back continues
+    where this one stopped; exit code 4 tells a wrapper "transient, try again later".
+    """
+
+    exit_code = 4
+    label = "stopped"

@@ -8,9 +8,13 @@ paid completion is committed in its own short transaction before the caller sees
 power cut can lose the last few commits.
 
 The `calls` table logs every call, cached or not (time, stage, provider, model, key,
-tokens, latency, attempts, error), so `evolcoder cache stats` can report per-stage usage
-and cost. Log rows of cache hits are buffered and written with the next commit, because
-one commit per free hit would make a fully cached re-run slower than it needs to be.
+tokens, latency, attempts, error and its cause, retries by cause), and `runs` each
+stage's wall time, so `evolcoder cache stats` can report per-stage usage, failures and
+cost. Log rows of cache hits are buffered and written with the next commit, because one
+commit per free hit would make a fully cached re-run slower than it needs to be.
+
+Only answers are stored: an empty text is never written, and rows with empty text left
+by older versions are ignored on read and overwritten by the next real answer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,10 +54,22 @@ CREATE TABLE IF NOT EXISTS calls (
     completion_tokens INTEGER NOT NULL,
     latency_s REAL NOT NULL,
     attempts INTEGER NOT NULL,
-    error TEXT
+    error TEXT,
+    cause TEXT,
+    retries TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_stage ON calls(stage);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stage TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL NOT NULL,
+    requests INTEGER NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    failures INTEGER NOT NULL
+);
 """
+ADDED_CALL_COLUMNS = ("cause", "retries")  # caches written before they existed get them on open
 
 
 @dataclass(frozen=True)
@@ -70,15 +87,22 @@ class CallLog:
     attempts: int = 0
     error: str | None = None
     time: float = 0.0
+    cause: str | None = None  # one word: rate_limit, server_error, timeout, refused, empty, ...
+    retries: str | None = None  # JSON {cause: count} of the attempts that were retried
 
     def row(self) -> tuple[Any, ...]:
         return (self.time or time.time(), self.stage, self.provider, self.model, self.key,
                 int(self.cached), self.prompt_tokens, self.completion_tokens, self.latency_s,
-                self.attempts, self.error)
+                self.attempts, self.error, self.cause, self.retries)
 
 
 _INSERT_CALL = ("INSERT INTO calls (time, stage, provider, model, key, cached, prompt_tokens, "
-                "completion_tokens, latency_s, attempts, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+                "completion_tokens, latency_s, attempts, error, cause, retries) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_BLANK = "char(32, 9, 10, 13)"  # what Python's str.strip() removes from model text, in SQL
+# A real answer replaces an empty one stored by an older version; a real one is never replaced.
+_UPSERT = ("INSERT INTO completions VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+           "text=excluded.text, prompt_tokens=excluded.prompt_tokens, completion_tokens=excluded.completion_tokens, "
+           "finish_reason=excluded.finish_reason, created=excluded.created WHERE trim(completions.text, " + _BLANK + ") = ''")
 
 
 class CompletionCache:
@@ -95,25 +119,39 @@ class CompletionCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)  # idempotent, so racing processes may all run it
+        self._migrate()
+
+    def _migrate(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        for column in ADDED_CALL_COLUMNS:
+            if column not in have:
+                try:
+                    self._db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM completions WHERE key=?",
                 (key,)).fetchone()
-        if row is None:
+        if row is None or not row[0].strip():  # empty text is a glitch an older version stored
             return None
         return Completion(text=row[0], prompt_tokens=row[1], completion_tokens=row[2], finish_reason=row[3])
 
     def put(self, key: str, provider: str, model: str, request: ChatRequest, completion: Completion,
             log: CallLog) -> None:
-        """Store a paid completion and its log row in one committed transaction."""
+        """Store a paid completion and its log row in one committed transaction (empty text: log only)."""
+        if not completion.text.strip():
+            self.log(log)
+            return
         req = json.dumps({"messages": [list(m) for m in request.messages], "temperature": request.temperature,
                           "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed},
                          ensure_ascii=False, sort_keys=True)
         with self._lock:
             self._write(lambda db: db.execute(
-                "INSERT OR IGNORE INTO completions VALUES (?,?,?,?,?,?,?,?,?)",
+                _UPSERT,
                 (key, provider, model, req, completion.text, completion.prompt_tokens,
                  completion.completion_tokens, completion.finish_reason, time.time())), log)
 
@@ -143,30 +181,70 @@ class CompletionCache:
             raise
         self._pending = []
 
+    def log_run(self, stage: str, started: float, finished: float, requests: int, cache_hits: int,
+                failures: int) -> None:
+        """Record one stage run's wall time (with the buffered hit rows) in one commit."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO runs (stage, started, finished, requests, cache_hits, failures) "
+                                 "VALUES (?,?,?,?,?,?)", (stage, started, finished, requests, cache_hits, failures))
+                self._db.executemany(_INSERT_CALL, self._pending)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._pending = []
+
     def stats(self, stage: str | None = None) -> list[dict[str, Any]]:
-        """Per-stage totals from the call log: requests, hits, failures, tokens, latency."""
+        """Per-stage totals: requests, hits, retries and failures by cause, tokens, latency, wall time.
+
+        `request_seconds` sums each paid request's own time (from getting a concurrency slot
+        to its answer, retries included); `wall_seconds` sums the stage runs' elapsed time.
+        """
         self.flush()
         where, args = ("WHERE stage=?", (stage,)) if stage is not None else ("", ())
         with self._lock:
             rows = self._db.execute(
                 "SELECT stage, provider, model,"
                 " SUM(cached=0), SUM(cached=1), SUM(error IS NOT NULL),"
+                " SUM(CASE WHEN cached=0 AND attempts > 1 THEN attempts - 1 ELSE 0 END),"
                 " SUM(CASE WHEN cached=0 THEN prompt_tokens ELSE 0 END),"
                 " SUM(CASE WHEN cached=0 THEN completion_tokens ELSE 0 END),"
                 " SUM(CASE WHEN cached=1 THEN prompt_tokens + completion_tokens ELSE 0 END),"
                 " SUM(CASE WHEN cached=0 THEN latency_s ELSE 0 END), MIN(time), MAX(time)"
                 f" FROM calls {where} GROUP BY stage, provider, model ORDER BY MIN(time)", args).fetchall()
-        names = ("stage", "provider", "model", "requests", "cache_hits", "failures", "prompt_tokens",
+            causes = self._db.execute(f"SELECT stage, model, cause, retries FROM calls {where}"
+                                      f"{' AND' if where else ' WHERE'} cached=0 AND"
+                                      " (cause IS NOT NULL OR retries IS NOT NULL)", args).fetchall()
+            runs = dict(((r[0]), r[1:]) for r in self._db.execute(
+                f"SELECT stage, COUNT(*), SUM(finished - started) FROM runs {where} GROUP BY stage", args))
+        names = ("stage", "provider", "model", "requests", "cache_hits", "failures", "retries", "prompt_tokens",
                  "completion_tokens", "saved_tokens", "request_seconds", "first", "last")
-        return [dict(zip(names, r)) for r in rows]
+        out = [dict(zip(names, r)) for r in rows]
+        for row in out:
+            failures: Counter[str] = Counter()
+            retries: Counter[str] = Counter()
+            for stage_name, model, cause, retried in causes:
+                if (stage_name, model) != (row["stage"], row["model"]):
+                    continue
+                if cause:
+                    failures[cause] += 1
+                retries.update(json.loads(retried) if retried else {})
+            row["failures_by_cause"] = dict(sorted(failures.items()))
+            row["retries_by_cause"] = dict(sorted(retries.items()))
+            count, wall = runs.get(row["stage"], (0, 0.0))
+            row["runs"], row["wall_seconds"] = count, round(wall or 0.0, 3)
+            row["request_seconds"] = round(row["request_seconds"] or 0.0, 3)
+        return out
 
     def count_completions(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM completions WHERE trim(text, {_BLANK}) != ''").fetchone()[0])
 
     def keys(self) -> set[str]:
         with self._lock:
-            return {r[0] for r in self._db.execute("SELECT key FROM completions")}
+            return {r[0] for r in self._db.execute(f"SELECT key FROM completions WHERE trim(text, {_BLANK}) != ''")}
 
     def close(self) -> None:
         self.flush()

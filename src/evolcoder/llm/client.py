@@ -7,25 +7,37 @@ are coalesced, so even a single run never pays twice for the same content.
 
 Retries live here, not in the provider SDK, so they are counted and logged: exponential
 backoff with jitter, or the server's `Retry-After` when it gives one, up to
-`llm.max_attempts` attempts on `TransientError`. Anything else fails the request at once
-(`LLMError`), except a `ConfigError` (rejected key, unknown model, wrong URL), which
-would fail every request alike and so propagates to stop the stage.
+`llm.max_attempts` attempts on `TransientError`. A request that still fails raises
+`RequestFailed` (transient: a re-run retries it; permanent: the endpoint rejected it).
+What would fail every request alike stops the stage instead: a `ConfigError` (rejected
+key, unknown model, wrong route), and `EndpointDown` when the endpoint refuses
+connections before answering anything, or when `llm.max_consecutive_failures` requests in
+a row failed (a circuit breaker, so an outage costs seconds, not hours of retries).
+
+Only real answers are cached: an empty completion is never stored, so a glitch is
+retried on the next run rather than served from the cache for good.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evolcoder.config import LLMConfig
 from evolcoder.errors import BudgetExhausted, ConfigError, LLMError
-from evolcoder.llm.base import ChatRequest, Completion, Provider, TransientError
+from evolcoder.llm.base import (TRANSPORT_CAUSES, ChatRequest, Completion, EndpointDown, PermanentError, Provider,
+                                RequestFailed, TransientError)
 from evolcoder.llm.cache import CallLog, CompletionCache
+
+__all__ = ["BudgetExhausted", "CallResult", "EndpointDown", "LLMClient", "LLMError", "RequestFailed",
+           "estimate_cost", "make_client", "price_for"]
 
 MAX_BACKOFF_S = 60.0
 MAX_RETRY_AFTER_S = 300.0  # a misconfigured server asking for hours must not hang a stage silently
@@ -46,7 +58,8 @@ class LLMClient:
 
     def __init__(self, provider: Provider, cache: CompletionCache, *, concurrency: int = 8,
                  max_attempts: int = 6, max_calls: int = 0, stage: str = "",
-                 price_per_1k: dict[str, float] | None = None, backoff_s: float = 1.0) -> None:
+                 price_per_1k: dict[str, float] | None = None, backoff_s: float = 1.0,
+                 max_consecutive_failures: int = 10) -> None:
         self.provider = provider
         self.cache = cache
         self.stage = stage
@@ -54,11 +67,21 @@ class LLMClient:
         self.max_calls = max_calls
         self.price_per_1k = price_per_1k
         self.backoff_s = backoff_s
+        self.max_consecutive_failures = max_consecutive_failures
         self._sem = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
         self._jitter = random.Random()
-        self._usage = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                       "failures": 0, "retries": 0}
+        self._opened = time.time()
+        self._answered = 0  # provider answers in this process: proof that the endpoint works
+        self._failed_in_a_row = 0
+        self._down: EndpointDown | None = None
+        self._usage: dict[str, Any] = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0,
+                                       "completion_tokens": 0, "failures": 0, "retries": 0}
+        self._causes: dict[str, Counter[str]] = {"failures": Counter(), "retries": Counter()}
+
+    @property
+    def endpoint(self) -> str:
+        return str(getattr(self.provider, "endpoint", None) or f"{self.provider.name}:{self.provider.model}")
 
     async def complete(self, request: ChatRequest) -> CallResult:
         """The completion for `request`: from the cache if ever paid for, else from the provider."""
@@ -98,42 +121,96 @@ class LLMClient:
 
     async def _paid(self, key: str, request: ChatRequest, start: float) -> CallResult:
         async with self._sem:
+            began = time.perf_counter()  # request latency: from here, not from waiting for a slot
             hit = self.cache.get(key)  # another process may have paid while we queued
             if hit is not None:
                 return self._hit(key, hit, start)
+            if self._down is not None:
+                raise EndpointDown(str(self._down))
             if self.max_calls and self._usage["requests"] >= self.max_calls:
                 raise BudgetExhausted(
                     f"llm.max_calls={self.max_calls} paid calls reached in stage {self.stage or '?'}; "
                     "completed requests are cached, re-run with a higher llm.max_calls to continue")
             self._usage["requests"] += 1
-            attempts = 0
-            while True:
-                attempts += 1
-                try:
-                    completion = await self.provider.complete(request)
-                    break
-                except TransientError as exc:
-                    if attempts >= self.max_attempts:
-                        self._fail(key, start, attempts, exc)
-                        raise LLMError(f"gave up after {attempts} attempts: {exc}") from exc
-                    self._usage["retries"] += 1
-                    await asyncio.sleep(self._delay(attempts, exc.retry_after))
-                except asyncio.CancelledError:
-                    raise
-                except ConfigError as exc:  # wrong key, model or URL: every request would fail, so stop
-                    self._fail(key, start, attempts, exc)
-                    raise
-                except Exception as exc:  # permanent for this request: bad request, context too long...
-                    self._fail(key, start, attempts, exc)
-                    raise LLMError(f"{type(exc).__name__}: {exc}") from exc
-        latency = time.perf_counter() - start
+            completion, attempts, retries = await self._attempts(key, request, began)
+        latency = time.perf_counter() - began
+        self._answered += 1
+        self._failed_in_a_row = 0
         self._usage["prompt_tokens"] += completion.prompt_tokens
         self._usage["completion_tokens"] += completion.completion_tokens
         self.cache.put(key, self.provider.name, self.provider.model, request, completion,
                        CallLog(self.stage, self.provider.name, self.provider.model, key, False,
-                               completion.prompt_tokens, completion.completion_tokens, latency, attempts))
+                               completion.prompt_tokens, completion.completion_tokens, latency, attempts,
+                               retries=_causes_json(retries)))
         return CallResult(completion.text, completion.prompt_tokens, completion.completion_tokens,
                           False, latency, completion.finish_reason)
+
+    async def _attempts(self, key: str, request: ChatRequest, began: float) -> tuple[Completion, int, Counter[str]]:
+        """Call the provider until it answers, retrying transient failures; raise on giving up."""
+        retries: Counter[str] = Counter()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await self.provider.complete(request), attempts, retries
+            except TransientError as exc:
+                if exc.unreachable and not self._answered and self.max_consecutive_failures:
+                    raise self._failed(key, began, attempts, retries, exc.cause, exc, self._trip(
+                        f"{exc}. Nothing has been answered by this endpoint in this run, so the stage stops "
+                        "instead of retrying every request"))
+                if self._down is not None or attempts >= self.max_attempts:
+                    raise self._gave_up(key, began, attempts, retries, exc)
+                retries[exc.cause] += 1
+                self._usage["retries"] += 1
+                self._causes["retries"][exc.cause] += 1
+                await asyncio.sleep(self._delay(attempts, exc.retry_after))
+            except asyncio.CancelledError:
+                raise
+            except (ConfigError, EndpointDown) as exc:  # wrong key, model or URL: every request would fail
+                raise self._failed(key, began, attempts, retries, "config", exc, exc)
+            except PermanentError as exc:
+                raise self._failed(key, began, attempts, retries, exc.cause, exc, self._count_failure(
+                    exc, RequestFailed(str(exc), cause=exc.cause, permanent=True)))
+            except Exception as exc:  # a provider bug or an unexpected SDK error: this request only
+                raise self._failed(key, began, attempts, retries, "error", exc, self._count_failure(
+                    exc, RequestFailed(f"{type(exc).__name__}: {exc}", cause="error", permanent=True)))
+
+    def _gave_up(self, key: str, began: float, attempts: int, retries: Counter[str],
+                 exc: TransientError) -> BaseException:
+        if self._down is not None:
+            return self._failed(key, began, attempts, retries, exc.cause, exc, EndpointDown(str(self._down)))
+        failure = RequestFailed(f"gave up after {attempts} attempts: {exc}", cause=exc.cause, permanent=False)
+        if self.max_consecutive_failures and not self._answered and exc.cause in TRANSPORT_CAUSES:
+            # the first request to finish failed in transport: no sign at all that the endpoint works
+            failure = self._trip(f"{failure}, and nothing has been answered by {self.endpoint} in this run")
+        return self._failed(key, began, attempts, retries, exc.cause, exc, self._count_failure(exc, failure))
+
+    def _count_failure(self, exc: BaseException, failure: BaseException) -> BaseException:
+        """The circuit breaker: too many requests failing in a row means the endpoint is down."""
+        self._failed_in_a_row += 1
+        limit = self.max_consecutive_failures
+        if isinstance(failure, RequestFailed) and limit and self._failed_in_a_row >= limit:
+            return self._trip(f"{self._failed_in_a_row} requests in a row to {self.endpoint} failed "
+                              f"(llm.max_consecutive_failures={limit}); last: {exc}")
+        return failure
+
+    def _trip(self, message: str) -> EndpointDown:
+        if self._down is None:
+            self._down = EndpointDown(message)
+        return EndpointDown(str(self._down))
+
+    def _failed(self, key: str, began: float, attempts: int, retries: Counter[str], cause: str,
+                exc: BaseException, raised: BaseException) -> BaseException:
+        """Log a failed request (with its cause) and hand back what the caller should raise."""
+        self._usage["failures"] += 1
+        self._causes["failures"][cause] += 1
+        self.cache.log(CallLog(self.stage, self.provider.name, self.provider.model, key, False,
+                               latency_s=time.perf_counter() - began, attempts=attempts,
+                               error=f"{type(exc).__name__}: {exc}"[:2000], cause=cause,
+                               retries=_causes_json(retries)))
+        if raised is not exc:
+            raised.__cause__ = exc
+        return raised
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Server's Retry-After if given (capped), else base * 2^(attempt-1); both jittered up to 25%."""
@@ -141,21 +218,18 @@ class LLMClient:
             MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1))
         return base * (1.0 + 0.25 * self._jitter.random())
 
-    def _fail(self, key: str, start: float, attempts: int, exc: BaseException) -> None:
-        self._usage["failures"] += 1
-        self.cache.log(CallLog(self.stage, self.provider.name, self.provider.model, key, False,
-                               latency_s=time.perf_counter() - start, attempts=attempts,
-                               error=f"{type(exc).__name__}: {exc}"[:2000]))
-
     def usage(self) -> dict[str, Any]:
-        """This client's totals; `est_cost` appears when `llm.price_per_1k` is set."""
+        """This client's totals, failures and retries by cause; `est_cost` when `llm.price_per_1k` is set."""
         out: dict[str, Any] = dict(self._usage)
+        out["failures_by_cause"] = dict(sorted(self._causes["failures"].items()))
+        out["retries_by_cause"] = dict(sorted(self._causes["retries"].items()))
         if self.price_per_1k:
             out["est_cost"] = estimate_cost(out["prompt_tokens"], out["completion_tokens"], self.price_per_1k)
         return out
 
     async def aclose(self) -> None:
-        self.cache.flush()
+        self.cache.log_run(self.stage, self._opened, time.time(), self._usage["requests"],
+                           self._usage["cache_hits"], self._usage["failures"])
         close = getattr(self.provider, "aclose", None)
         if close is not None:
             await close()
@@ -166,6 +240,37 @@ class LLMClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _causes_json(causes: Counter[str]) -> str | None:
+    return json.dumps(dict(sorted(causes.items()))) if causes else None
+
+
+# List prices in USD per 1k tokens (prompt, completion) of well-known hosted models, for an
+# estimate when llm.price_per_1k is unset. Longest matching name prefix wins.
+LIST_PRICES_PER_1K: dict[str, tuple[float, float]] = {
+    "gpt-3.5-turbo": (0.0005, 0.0015),
+    "gpt-4": (0.03, 0.06),
+    "gpt-4-turbo": (0.01, 0.03),
+    "gpt-4o": (0.0025, 0.01),
+    "gpt-4o-mini": (0.00015, 0.0006),
+    "gpt-4.1": (0.002, 0.008),
+    "gpt-4.1-mini": (0.0004, 0.0016),
+    "gpt-4.1-nano": (0.0001, 0.0004),
+}
+PRICE_TABLE_DATE = "2025"
+
+
+def price_for(model: str, configured: dict[str, float] | None) -> tuple[dict[str, float] | None, bool]:
+    """(prices per 1k tokens, whether they come from the built-in list rather than params)."""
+    if configured:
+        return configured, False
+    name = model.rsplit("/", 1)[-1].lower()
+    matches = [k for k in LIST_PRICES_PER_1K if name == k or name.startswith(k + "-")]
+    if not matches:
+        return None, False
+    prompt, completion = LIST_PRICES_PER_1K[max(matches, key=len)]
+    return {"prompt": prompt, "completion": completion}, True
 
 
 def estimate_cost(prompt_tokens: int, completion_tokens: int, price_per_1k: dict[str, float]) -> float:
@@ -218,4 +323,4 @@ def make_client(cfg: LLMConfig, *, stage: str = "", cache_path: str | None = Non
         raise
     return LLMClient(backend, cache, concurrency=cfg.concurrency, max_attempts=cfg.max_attempts,
                      max_calls=cfg.max_calls, stage=stage, price_per_1k=cfg.price_per_1k,
-                     backoff_s=cfg.backoff_s)
+                     backoff_s=cfg.backoff_s, max_consecutive_failures=cfg.max_consecutive_failures)

@@ -2,8 +2,11 @@
 
 The SDK's own retries are switched off (`max_retries=0`): the client retries, counts and
 logs every attempt itself, so this module only translates the SDK's exceptions into
-`TransientError` (worth retrying, with the server's Retry-After) or lets others propagate
-as permanent failures.
+`TransientError` (worth retrying, with the server's Retry-After and a cause),
+`PermanentError` (this request was rejected), or `ConfigError` (key, model or route wrong:
+every request would fail alike). The SDK wraps a refused connection or an unknown host in
+`APIConnectionError` (even `APITimeoutError`); the real cause is found in the exception
+chain, so a wrong port reads "connection refused", not "timed out".
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import socket
 import time
 from typing import Any
 
@@ -18,11 +22,13 @@ import openai
 from openai import AsyncOpenAI
 
 from evolcoder.config import LLMConfig
-
 from evolcoder.errors import ConfigError
-from evolcoder.llm.base import ChatRequest, Completion, TransientError
+from evolcoder.llm.base import ChatRequest, Completion, EndpointDown, PermanentError, TransientError
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
+# Transport errors (aiohttp, httpx) that mean "the connection broke", whatever the SDK calls them:
+# its aiohttp adapter reports a server hanging up on a pooled connection as a *timeout*.
+DISCONNECTED = {"ServerDisconnectedError", "RemoteProtocolError", "ClientOSError", "ReadError", "WriteError"}
 
 
 def parse_retry_after(headers: Any, now: float | None = None) -> float | None:
@@ -139,32 +145,77 @@ class OpenAIProvider:
             raise ConfigError(f"params: llm.model: {self.model!r} or llm.base_url {self._where()} not found "
                               f"(HTTP 404; does base_url end in /v1?): {exc.message}") from exc
         except openai.APIStatusError as exc:
-            if exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
-                raise TransientError(f"HTTP {exc.status_code}: {exc.message}",
-                                     parse_retry_after(exc.response.headers)) from exc
-            raise
+            raise status_error(exc, self._where()) from exc
         except openai.APIConnectionError as exc:  # includes APITimeoutError
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+            raise connection_error(exc, self._where()) from exc
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
-            raise TransientError(f"malformed response: {exc}") from exc
+            raise TransientError(f"malformed response: {exc}", cause="malformed") from exc
         return completion_from_json(response)
 
     def _where(self) -> str:
         return self._base_url or "api.openai.com"
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, for messages that must name it."""
+        return self._where()
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
 
 
+def status_error(exc: "openai.APIStatusError", where: str) -> Exception:
+    """What an HTTP error status means for the client: retry it, give up on it, or stop."""
+    status = exc.status_code
+    if status == 429 and getattr(exc, "code", None) == "insufficient_quota":
+        return EndpointDown(f"{where} refuses every request: quota exhausted (HTTP 429 insufficient_quota)")
+    if status == 429:
+        return TransientError(f"HTTP 429: {exc.message}", parse_retry_after(exc.response.headers),
+                              cause="rate_limit")
+    if status in RETRYABLE_STATUS or status >= 500:
+        return TransientError(f"HTTP {status}: {exc.message}", parse_retry_after(exc.response.headers),
+                              cause="timeout" if status == 408 else "server_error")
+    return PermanentError(f"HTTP {status} from {where}: {exc.message}",
+                          cause="invalid_request" if status in (400, 413, 422) else f"http_{status}")
+
+
+def connection_error(exc: BaseException, where: str) -> TransientError:
+    """Name the real cause buried in the SDK's exception chain (refused, DNS, timeout, reset)."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, socket.gaierror):
+            return TransientError(f"cannot resolve the host of llm.base_url {where}: {link.strerror or link}",
+                                  cause="dns", unreachable=True)
+        if isinstance(link, ConnectionRefusedError):
+            return TransientError(f"connection refused by {where} (llm.base_url): is the server running "
+                                  "on that host and port?", cause="refused", unreachable=True)
+        if isinstance(link, ConnectionError) or type(link).__name__ in DISCONNECTED:
+            return TransientError(f"connection to {where} broke: {type(link).__name__}: {link}", cause="connection")
+        link = link.__cause__ or link.__context__
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientError(f"request to {where} timed out (llm.timeout_s)", cause="timeout")
+    return TransientError(f"connection to {where} failed: {type(exc).__name__}: {exc}", cause="connection")
+
+
 def completion_from_json(data: Any) -> Completion:
-    """Text, token usage and finish reason of a chat completion body; anything else is garbled."""
+    """Text, token usage and finish reason of a chat completion body.
+
+    A body without choices is garbled and an empty answer is a glitch, not an answer:
+    both are retried and never cached.
+    """
     try:
         choice = data["choices"][0]
         usage = data.get("usage") or {}
-        return Completion(text=choice["message"].get("content") or "",
-                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0),
-                          finish_reason=choice.get("finish_reason"))
+        completion = Completion(text=choice["message"].get("content") or "",
+                                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                                completion_tokens=int(usage.get("completion_tokens") or 0),
+                                finish_reason=choice.get("finish_reason"))
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-        raise TransientError(f"malformed response: no choices in {str(data)[:200]!r}") from exc
+        raise TransientError(f"malformed response: no choices in {str(data)[:200]!r}",
+                             cause="malformed") from exc
+    if not completion.text.strip():
+        raise TransientError(f"empty completion (finish_reason={completion.finish_reason})", cause="empty")
+    return completion
