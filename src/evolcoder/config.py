@@ -129,8 +129,8 @@ class LLMConfig:
                              "A server's Retry-After replaces it.", 1.0)
     max_consecutive_failures: int = _help(
         "Circuit breaker: stop the stage when this many requests in a row failed after all their "
-        "attempts (an outage, not a bad item); 0 = never. A refused connection or unknown host stops "
-        "it at once when nothing has been answered yet.", 10)
+        "attempts (an outage, not a bad item), and at once on a refused connection or unknown host "
+        "before anything was answered; 0 turns both off.", 10)
     max_failed_fraction: float = _help(
         "Share of a round's items that may fail transiently (after retries) with the round still "
         "written as done; 0 = any such failure fails the round so a re-run retries it.", 0.0)
