@@ -45,8 +45,9 @@ def enter(jail: Jail, job: Job, nonce: str, w_res: int, w_out: int, r_go: int, t
     _keep_only({w_res, w_out, r_go})
     os.read(r_go, 1)
     os.close(r_go)
+    jail.isolate_sample(work)
     os.chdir(work)
-    if jail.pidns_fd < 0:
+    if jail.pidns_fd < 0 or jail.userns:  # same uid as the worker: leave its process group
         os.setsid()
     _set_rlimits(jail, job, timeout)
     if os.geteuid() == 0:

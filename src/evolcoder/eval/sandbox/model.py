@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from evolcoder.errors import EvolcoderError
+
 KINDS = ("python", "io", "argv")
 
 
@@ -78,3 +80,9 @@ class RunResult:
     def summary(self) -> str:
         """Short human-readable verdict, e.g. `failed: AssertionError`."""
         return self.status if not self.reason else f"{self.status}: {self.reason}"
+
+
+class SandboxUnavailable(EvolcoderError, RuntimeError):
+    """No mechanism that contains model code is available, and running anyway was not asked for."""
+
+    exit_code = 2

@@ -9,7 +9,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from evolcoder.eval.sandbox.model import Limits, RunResult
+from evolcoder.eval.sandbox.jail import RLIMITS_ONLY
+from evolcoder.eval.sandbox.model import Limits, RunResult, SandboxUnavailable
 from evolcoder.eval.sandbox.wire import recv, send
 
 
@@ -69,6 +70,18 @@ class _Cgroups:
                     time.sleep(0.02)
 
 
+def _homes() -> list[str]:
+    """The user's home directories: hidden from samples that run with the user's uid."""
+    import pwd
+
+    homes = {os.environ.get("HOME", "")}
+    try:
+        homes.add(pwd.getpwuid(os.geteuid()).pw_dir)
+    except KeyError:
+        pass
+    return sorted(h for h in homes if h and h != "/" and os.path.isdir(h))
+
+
 class _Handle:
     def __init__(self, index: int, limits: Limits, staging: str) -> None:
         import subprocess
@@ -87,8 +100,9 @@ class _Handle:
         expose = [sys.prefix, sys.base_prefix, src, *os.environ.get("EVOLCODER_SANDBOX_EXPOSE", "").split(os.pathsep)]
         send(self.wfd, {"limits": asdict(limits), "uid": self.uid, "staging": staging,
                          "expose": [p for p in expose if p and os.path.exists(p)],
-                         "cgroup_procs": self.cgroups.procs, "disable": disable})
+                         "private": _homes(), "cgroup_procs": self.cgroups.procs, "disable": disable})
         hello = recv(self.rfd)
+        self.containment: str = hello["containment"]
         self.features: list[str] = hello["features"]
         self.warnings: list[str] = self.cgroups.warnings + hello["warnings"]
 
@@ -120,9 +134,15 @@ class Sandbox:
       {"kind": "argv", "files": {name: text}, "steps": [[argv...], ...]}
                                                            pass = every step exits 0
     plus optional "timeout" (seconds, default `limits.timeout_s`).
+
+    `containment` names what protects the run (root jail, user-namespace jail, root
+    uid-drop, rlimits only). With rlimits only, model code could delete the user's files,
+    reach the network and leave processes, so the pool refuses to start unless
+    `unsafe_rlimits_only` is set.
     """
 
-    def __init__(self, workers: int | None = None, limits: Limits = Limits()) -> None:
+    def __init__(self, workers: int | None = None, limits: Limits = Limits(), *,
+                 unsafe_rlimits_only: bool = False) -> None:
         import queue
         import tempfile
 
@@ -141,8 +161,14 @@ class Sandbox:
             self.close()
             raise
         first = self._all[0]
+        self.containment: str = first.containment
         self.features: tuple[str, ...] = tuple(first.features)
         self.warnings: tuple[str, ...] = tuple(dict.fromkeys(first.warnings))
+        if self.containment == RLIMITS_ONLY and not unsafe_rlimits_only:
+            self.close()
+            raise SandboxUnavailable(
+                "refusing to run model code with rlimits only (" + "; ".join(self.warnings) + "). "
+                "Pass --unsafe-rlimits-only (or set eval.unsafe_rlimits_only) to run it anyway.")
 
     def run(self, job: dict) -> RunResult:
         handle = self._free.get()

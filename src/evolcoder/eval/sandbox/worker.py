@@ -77,7 +77,7 @@ def _worker_main() -> None:
         jail.setup()
     except Exception as exc:  # report instead of dying silently
         jail.warnings.append(f"sandbox setup failed: {exc}")
-    send(wfd, {"features": jail.features, "warnings": jail.warnings})
+    send(wfd, {"containment": jail.containment, "features": jail.features, "warnings": jail.warnings})
     while True:
         try:
             raw = recv(rfd)
