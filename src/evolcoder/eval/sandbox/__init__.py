@@ -27,9 +27,10 @@ inside the sample), `supervise` (deadline, kill, verdict), `worker` (the worker 
 
 from evolcoder.eval.sandbox.jail import HOW_TO_CONTAIN, ROOT_JAIL, ROOT_UID_DROP, RLIMITS_ONLY, USERNS_JAIL
 from evolcoder.eval.sandbox.model import Job, Limits, RunResult, SandboxUnavailable
-from evolcoder.eval.sandbox.pool import Sandbox
+from evolcoder.eval.sandbox.pool import Sandbox, require_containment
 from evolcoder.eval.sandbox.wire import decode, digest, encode
 from evolcoder.eval.sandbox.worker import _worker_main
 
 __all__ = ["HOW_TO_CONTAIN", "ROOT_JAIL", "ROOT_UID_DROP", "RLIMITS_ONLY", "USERNS_JAIL", "Job", "Limits",
-           "RunResult", "Sandbox", "SandboxUnavailable", "decode", "digest", "encode", "_worker_main"]
+           "RunResult", "Sandbox", "SandboxUnavailable", "require_containment", "decode", "digest", "encode",
+           "_worker_main"]

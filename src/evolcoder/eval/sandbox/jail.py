@@ -25,6 +25,8 @@ PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 4, 38, 36
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 1, 24, 47, 4
 _KEPT_MOUNT_FLAGS = MS_NOEXEC | 1024 | 2048 | 4096  # noexec, noatime, nodiratime, relatime
 
+_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
+
 ROOT_JAIL = "root jail"
 USERNS_JAIL = "user-namespace jail"
 ROOT_UID_DROP = "root uid-drop (no namespaces)"
@@ -147,10 +149,17 @@ class Jail:
                                  "only rlimits and process-group kills contain them. To fix: "
                                  + HOW_TO_CONTAIN)
             return
-        self._build_root(self.cfg["staging"])
-        self.jailed = True
-        self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
-        self.new_pidns()
+        try:
+            self._build_root(self.cfg["staging"])
+            self.jailed = True
+            self.pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            self.new_pidns()
+        except OSError as exc:
+            self.warnings.append(f"user-namespace jail could not be built ({exc}); only rlimits and "
+                                 "process-group kills contain samples. To fix: " + HOW_TO_CONTAIN)
+            self.userns = self.jailed = False
+            self.pidns_fd = -1
+            return
         self.features += ["userns", "netns", "ipcns", "readonly-root", "chroot", "pidns"]
         self.containment = USERNS_JAIL
 
@@ -264,6 +273,8 @@ class Jail:
         os.mkdir(work, 0o700)
         mount(work, work, None, MS_BIND)
         mount(None, "/tmp", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        if _KEYCTL is not None:  # the user's session keyring is not the sample's
+            libc.syscall(_KEYCTL, 1, None)  # KEYCTL_JOIN_SESSION_KEYRING, anonymous
         drop_capabilities()
 
     def new_pidns(self) -> None:

@@ -168,7 +168,8 @@ class Sandbox:
             self.close()
             raise SandboxUnavailable(
                 "refusing to run model code with rlimits only (" + "; ".join(self.warnings) + "). "
-                "Pass --unsafe-rlimits-only (or set eval.unsafe_rlimits_only) to run it anyway.")
+                "Pass --unsafe-rlimits-only (or set eval.unsafe_rlimits_only / dev.unsafe_rlimits_only in "
+                "params.yaml) to run it anyway.")
 
     def run(self, job: dict) -> RunResult:
         handle = self._free.get()
@@ -219,3 +220,10 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def require_containment(unsafe_rlimits_only: bool = False) -> str:
+    """Start one worker to learn what would contain model code, and refuse (SandboxUnavailable)
+    as `Sandbox` would; lets a stage fail before it spends hours generating samples."""
+    with Sandbox(1, unsafe_rlimits_only=unsafe_rlimits_only) as box:
+        return box.containment
