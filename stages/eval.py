@@ -42,8 +42,10 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     from evolcoder.eval.execute import evaluate_samples
     from evolcoder.eval.generate import check_model, decoding_settings, generate_samples, make_backend, model_provenance
     from evolcoder.eval.problems import load_benchmark
+    from evolcoder.eval.sandbox import require_containment
 
     benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
+    require_containment(cfg.unsafe_rlimits_only)  # refuse before generating, not after
     check_model(model, gen_cfg.backend, local=True)
     backend = make_backend(gen_cfg, model)
 
@@ -59,7 +61,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
         samples, stats = generate_samples(problems, backend, gen_cfg, mode)
         write_jsonl(tmp / f"{benchmark.name}.samples.jsonl", samples)
         report = evaluate_samples(benchmark, samples, workers=cfg.workers or None, timeout=cfg.timeout_s,
-                                  ks=tuple(cfg.ks))
+                                  ks=tuple(cfg.ks), unsafe_rlimits_only=cfg.unsafe_rlimits_only)
         write_jsonl(tmp / f"{benchmark.name}.results.jsonl", report.results)
         scores[benchmark.name] = {**{k: round(v, 6) for k, v in report.pass_at_k.items()},
                                   "n_tasks": len(problems), "n_per_task": gen_cfg.n}

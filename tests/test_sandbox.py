@@ -1,28 +1,33 @@
 """Hostile suite: each containment promise of `evolcoder.eval.sandbox`, attacked for real.
 
 Every test is bounded (pytest timeout, a sandbox with small limits), so a broken sandbox
-fails a test instead of taking the machine down.
+fails a test instead of taking the machine down. As root it checks the root jail; run by
+an ordinary user (test_sandbox_unprivileged.py does that from CI, as nobody) it checks the
+user-namespace jail, where samples keep the user's own uid.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from evolcoder.eval.sandbox import Limits, Sandbox, decode, digest, encode
+from evolcoder.eval.sandbox import ROOT_JAIL, USERNS_JAIL, Limits, Sandbox, decode, digest, encode
 
 pytestmark = pytest.mark.timeout(60)
 
 LIMITS = Limits(timeout_s=2.0, memory_mb=256, disk_mb=8, nproc=64, output_bytes=4096)
 ROOT = os.geteuid() == 0
 SECRET = "evolcoder-test-secret-7f3a"
+MY_SRC = os.fsencode(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +44,50 @@ def run(box: Sandbox, code: str, **extra):
     return box.run({"kind": "python", "code": textwrap.dedent(code), **extra})
 
 
+def _status(pid: str) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as handle:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+
+
 def sandbox_processes(box: Sandbox) -> list[int]:
-    """Host pids still owned by any of this pool's sandbox uids."""
-    uids = {h.uid for h in box._all}
+    """Host pids left by samples: owned by a sandbox uid (root jail), or, when samples run
+    with our own uid, forks of a worker that are not the workers themselves."""
+    uids = {str(h.uid) for h in box._all}
+    holders = {str(h.proc.pid) for h in box._all}
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid in uids:
-                    found.append(int(entry))
-            except FileNotFoundError:
-                pass
+        if not entry.isdigit() or entry in holders:
+            continue
+        try:
+            status = _status(entry)
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        uid = status["Uid"].split()[0]
+        worker = status["PPid"] in holders  # the user-namespace worker under its holder
+        ours = not ROOT and uid == str(os.getuid()) and b"_worker_main" in cmdline and MY_SRC in cmdline
+        if uid in uids or (ours and not worker):
+            found.append(int(entry))
     return found
+
+
+def jailed(box: Sandbox) -> bool:
+    return box.containment in (ROOT_JAIL, USERNS_JAIL)
 
 
 def test_full_isolation_is_available_as_root(sandbox):
     if not ROOT:
         pytest.skip("containment features need root; warnings are checked below")
     assert {"pidns", "netns", "chroot", "readonly-root", "uid-drop", "cgroups"} <= set(sandbox.features)
+    assert sandbox.warnings == ()
+    assert sandbox.containment == ROOT_JAIL
+
+
+def test_user_namespace_jail_without_root(sandbox):
+    if ROOT:
+        pytest.skip("as root the root jail is used; test_sandbox_unprivileged.py runs this suite as nobody")
+    assert sandbox.containment == USERNS_JAIL, sandbox.warnings
+    assert {"userns", "pidns", "netns", "ipcns", "chroot", "readonly-root"} <= set(sandbox.features)
     assert sandbox.warnings == ()
 
 
@@ -197,8 +228,8 @@ def test_setsid_daemons_and_grandchildren_do_not_survive(sandbox, tmp_path):
     assert not sandbox_processes(sandbox)
 
 
-@pytest.mark.skipif(not ROOT, reason="filesystem isolation needs root")
 def test_cannot_write_or_delete_outside_its_directory(sandbox, tmp_path):
+    assert jailed(sandbox), sandbox.warnings
     shared = tmp_path / "world_writable"
     shared.mkdir()
     shared.chmod(0o777)
@@ -227,8 +258,8 @@ def test_cannot_write_or_delete_outside_its_directory(sandbox, tmp_path):
     assert sorted(p.name for p in shared.iterdir()) == ["victim.txt"]
 
 
-@pytest.mark.skipif(not ROOT, reason="network namespaces need root")
 def test_network_is_unreachable(sandbox):
+    assert jailed(sandbox), sandbox.warnings
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -267,8 +298,7 @@ def test_parent_environment_is_not_visible(sandbox):
 
 
 def test_proc_shows_only_the_samples_own_processes(sandbox):
-    if not ROOT:
-        pytest.skip("private /proc needs root")
+    assert jailed(sandbox), sandbox.warnings
     result = run(sandbox, """
         import os
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
@@ -297,14 +327,12 @@ def test_sample_cannot_kill_the_harness(sandbox):
 
 
 def test_no_root_inside(sandbox):
-    if not ROOT:
-        pytest.skip("uid drop only applies when the harness is root")
     result = run(sandbox, """
         import os
         assert os.getuid() != 0 and os.geteuid() != 0
         try:
             os.setuid(0)
-        except PermissionError:
+        except OSError:  # EPERM after the uid drop; EINVAL in a user namespace (0 is unmapped)
             pass
         else:
             raise SystemError("became root")
@@ -361,6 +389,56 @@ def test_pool_startup_and_many_samples_are_quick(sandbox):
     jobs = [{"kind": "python", "code": f"assert {i} == {i}" if i % 3 else "assert False"} for i in range(60)]
     results = sandbox.map(jobs)
     assert [r.passed for r in results] == [bool(i % 3) for i in range(60)]
+
+
+def test_the_users_own_files_survive(sandbox, tmp_path):
+    """The measured escape without root: chdir to /tmp and rmtree a directory of the user's
+    own files (same uid as the sample), here and in the home directory."""
+    victims = [tmp_path / "checkpoints"]
+    if not ROOT:
+        victims.append(Path.home() / f"evolcoder-victim-{os.getpid()}")
+    for victim in victims:
+        victim.mkdir()
+        (victim / "model.bin").write_text("weights")
+    try:
+        result = run(sandbox, f"""
+            import os, shutil
+            os.chdir("/tmp")
+            for victim in {[str(v) for v in victims]!r}:
+                shutil.rmtree(victim, ignore_errors=True)
+                shutil.rmtree(os.path.relpath(victim, "/tmp"), ignore_errors=True)
+                try:
+                    open(victim + "/model.bin", "w").write("gone")
+                except OSError:
+                    pass
+            assert not any(os.path.exists(v + "/model.bin") for v in {[str(v) for v in victims]!r})
+        """)
+        assert result.passed, result  # the sample does not even see them
+        assert all((v / "model.bin").read_text() == "weights" for v in victims)
+    finally:
+        for victim in victims[1:]:
+            shutil.rmtree(victim, ignore_errors=True)
+
+
+def test_home_directory_is_hidden_without_root(sandbox):
+    if ROOT:
+        pytest.skip("as root samples run as another uid; /root is checked below")
+    secret = Path.home() / f"evolcoder-secret-{os.getpid()}"
+    secret.write_text(SECRET)
+    try:
+        result = run(sandbox, f"""
+            import os
+            assert not os.path.exists({str(secret)!r})
+            for top, dirs, files in os.walk({str(Path.home())!r}):
+                for name in files:
+                    try:
+                        assert {SECRET!r} not in open(os.path.join(top, name)).read()
+                    except OSError:
+                        pass
+        """)
+        assert result.passed, result
+    finally:
+        secret.unlink()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux sandbox")

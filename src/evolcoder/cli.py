@@ -84,8 +84,12 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), default=None,
               help="Metrics JSON (default: next to --out, named <out>.metrics.json).")
 @click.option("--data-dir", default=None, help="Local dataset directory (default: $EVOLCODER_DATA_DIR).")
+@click.option("--unsafe-rlimits-only", is_flag=True, default=False,
+              help="Run model code even when no jail (root or user namespaces) is available: then it "
+                   "can delete your files, reach the network and leave processes behind.")
 def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, workers: int | None,
-                timeout: float | None, metrics_path: str | None, data_dir: str | None) -> None:
+                timeout: float | None, metrics_path: str | None, data_dir: str | None,
+                unsafe_rlimits_only: bool) -> None:
     """Run SAMPLES in the sandbox against a benchmark and report pass@k."""
     from pathlib import Path
 
@@ -99,7 +103,7 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
     benchmark = load_benchmark(benchmark_name, data_dir)
     samples = read_samples(samples_path, benchmark)
     report = evaluate_samples(benchmark, samples, workers=workers, timeout=timeout, ks=k_values,
-                              progress=sys.stderr.isatty())
+                              progress=sys.stderr.isatty(), unsafe_rlimits_only=unsafe_rlimits_only)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     write_jsonl(out_path, report.results)
@@ -109,6 +113,7 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
     covered = len(report.per_task)
     click.echo(f"{benchmark.name} ({covered}/{len(benchmark.problems)} tasks, {len(report.results)} samples, "
                f"{report.wall_time_s:.1f}s)")
+    click.echo(f"containment: {report.sandbox['containment']}")
     for key, value in report.pass_at_k.items():
         click.echo(f"{key}: {value:.4f}")
     if not report.pass_at_k:

@@ -445,6 +445,10 @@ class EvalConfig:
     timeout_s: float = _help("Floor of the per-task execution time limit, seconds.", 3.0)
     data_dir: str | None = _help(
         "Local directory holding benchmark files (else $EVOLCODER_DATA_DIR, else downloads).", None)
+    unsafe_rlimits_only: bool = _help(
+        "Run model code even where no jail exists (not root and no unprivileged user namespaces): it "
+        "could then delete your files, reach the network and leave processes. When false such a run "
+        "stops with a message saying how to get a jail.", False)
 
     def validate(self) -> None:
         section = type(self).SECTION

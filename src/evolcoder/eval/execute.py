@@ -306,11 +306,13 @@ def _judge_io(problem: Problem, result: RunResult, expected: list) -> tuple[bool
 
 def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int | None = None,
                      timeout: float | None = None, ks: tuple[int, ...] = (1, 10, 100),
-                     limits: Limits | None = None, progress: bool = False) -> ExecutionReport:
+                     limits: Limits | None = None, progress: bool = False,
+                     unsafe_rlimits_only: bool = False) -> ExecutionReport:
     """Run every sample in the sandbox; results come back in input order.
 
     `timeout` is the floor of each task's limit (default 3 s); the limit grows with the
     canonical solution's measured runtime. Samples for unknown tasks raise DataError.
+    Without a jail the sandbox refuses (SandboxUnavailable) unless `unsafe_rlimits_only`.
     """
     start = time.monotonic()
     floor = 3.0 if timeout is None else float(timeout)
@@ -324,7 +326,7 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
         warnings.append(f"{tool} is not installed: {lang} samples are reported as errors")
     limits = limits or Limits(timeout_s=floor)
     bar = _progress_bar(progress)
-    with Sandbox(workers, limits) as sandbox:
+    with Sandbox(workers, limits, unsafe_rlimits_only=unsafe_rlimits_only) as sandbox:
         refs = reference_runs(benchmark, sandbox, task_ids={s["task_id"] for s in checked})
         jobs, slots = [], []
         results: list[dict] = []
@@ -351,7 +353,7 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
         if bar is not None:
             bar.reset(total=len(jobs))
         ran = sandbox.map(jobs, None if bar is None else (lambda i, r: bar.update(1)))
-        sandbox_info = {"features": list(sandbox.features), "warnings": list(sandbox.warnings),
+        sandbox_info = {"containment": sandbox.containment, "features": list(sandbox.features), "warnings": list(sandbox.warnings),
                         "workers": sandbox.size}
     if bar is not None:
         bar.close()

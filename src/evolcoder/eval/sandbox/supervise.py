@@ -1,0 +1,132 @@
+"""Supervision of one running sample from the worker: deadline, capped output, kills, verdict.
+
+A pass is never read from an exit code or from printed text: only the line carrying the
+per-sample token on the private result pipe counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import time
+
+from evolcoder.eval.sandbox.model import Outcome, RunResult
+
+VERDICT_LIMIT = 256 << 20
+
+
+def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pidns: bool,
+              uid: int) -> Outcome:
+    """Collect the sample's pipes until it exits or its deadline passes; then make sure
+    nothing it started survives (the PID namespace does that, else kill by group and uid)."""
+    out, res = bytearray(), bytearray()
+    open_fds = {r_res, r_out}
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+    poller = select.poll()
+    for fd in (r_res, r_out):
+        poller.register(fd, select.POLLIN)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    timed_out, status = False, None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            kill(pid)
+            break
+        for fd, _ in poller.poll(max(1, min(int(left * 1000) + 1, 50 if pidfd < 0 else 10**9))):
+            if fd == pidfd:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                poller.unregister(fd)
+                open_fds.discard(fd)
+            elif fd == r_out:
+                if len(out) < cap:
+                    out += chunk[: cap - len(out)]
+            elif len(res) < VERDICT_LIMIT:
+                res += chunk
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = st
+            break
+    if status is None:
+        status = os.waitpid(pid, 0)[1]
+    if not in_pidns:
+        kill(pid)
+        reap_uid(uid)
+    for fd in list(open_fds):
+        os.set_blocking(fd, False)
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                if fd == r_res and len(res) < VERDICT_LIMIT:
+                    res += chunk
+                elif fd == r_out and len(out) < cap:
+                    out += chunk[: cap - len(out)]
+        except BlockingIOError:
+            pass
+    for fd in (r_res, r_out) + ((pidfd,) if pidfd >= 0 else ()):
+        os.close(fd)
+    return Outcome(bytes(res), bytes(out), timed_out, status)
+
+
+def reap_uid(uid: int) -> None:
+    """Without a PID namespace: SIGKILL everything the sample uid owns (kill -1 as that uid)."""
+    if os.geteuid() != 0:
+        return
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setresgid(uid, uid, uid)
+                os.setresuid(uid, uid, uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # reap the (killed) orphans this subreaper inherited
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.002)
+        except ChildProcessError:
+            break
+
+
+def kill(pid: int) -> None:
+    """SIGKILL the sample and its process group (it may have left the group; then the pid)."""
+    for target in (pid, -pid):
+        try:
+            os.kill(target, signal.SIGKILL) if target > 0 else os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def judge(outcome: Outcome, nonce: str, duration: float) -> RunResult:
+    """The verdict: the token line decides; otherwise explain how the sample ended."""
+    text = outcome.output.decode("utf-8", "replace")
+    duration = round(duration, 6)
+    if outcome.timed_out:
+        return RunResult("timed out", "", duration, text)
+    head, _, rest = outcome.verdict.partition(b"\n")
+    if head == f"PASS {nonce}".encode():
+        return RunResult("passed", "", duration, text, json.loads(rest) if rest else None)
+    if head.startswith(f"FAIL {nonce} ".encode()):
+        return RunResult("failed", head[len(nonce) + 6:].decode("utf-8", "replace"), duration, text)
+    status = outcome.status
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        why = {signal.SIGKILL: "killed (SIGKILL; memory limit?)", signal.SIGXCPU: "CPU time limit",
+               signal.SIGXFSZ: "file size limit", signal.SIGSEGV: "segmentation fault"}.get(
+            sig, f"killed by signal {signal.Signals(sig).name}")
+        return RunResult("failed", why, duration, text)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    return RunResult("failed", f"exited (code {code}) without a verdict", duration, text)
