@@ -141,3 +141,26 @@ def test_card_names_the_seed_licence() -> None:
                "train_sha256": "cd" * 32}
     card = render_card(metrics, {"seed_license": "auto", "dedup_threshold": 0.8}, "x/codealpaca/a.json", 2)
     assert "license: cc-by-nc-4.0" in card and "| 3 | 2 | 0 | 1 | 0 |" in card and "`dedup_threshold`: 0.8" in card
+
+
+def test_fingerprint_survives_renaming_layout_and_docstrings_but_not_other_code() -> None:
+    from evolcoder.dataset.fingerprint import fingerprint
+
+    original = 'def running_max(xs):\n    """Doc."""\n    best = xs[0]\n    out = []\n    for x in xs:\n' \
+               '        best = max(best, x)\n        out.append(best)\n    return out\n'
+    disguised = "Try this:\n```python\ndef f(values):  # prefix maxima\n  top=values[0]\n  res=[]\n" \
+                "  for v in values:\n    top = max(top,v)\n    res.append(top)\n  return res\n```\nDone."
+    other = "def f(values):\n    top = values[0]\n    res = []\n    for v in values:\n        top = min(v, top)\n" \
+            "        res.append(v)\n    return res\n"
+    a, b, c = fingerprint(original, 10), fingerprint(disguised, 10), fingerprint(other, 10)
+    assert a and a == b
+    assert len(a & c) / len(a) < MergeConfig().code_containment  # two changed lines: no match
+
+
+def test_example_index_needs_the_expected_value_for_short_arguments() -> None:
+    from evolcoder.dataset.decontam import ExampleIndex
+
+    index = ExampleIndex.build([("mbpp", "Mbpp/1", "lcm", "assert lcm(14,6) == 42\nassert lcm(1234, 98765) == 3\n")])
+    assert index.match("print(least_common(14, 6))  # 42") == ("mbpp", "Mbpp/1")
+    assert index.match("print(least_common(14, 6))  # 84") is None
+    assert index.match("x = g(1234,  98765)") == ("mbpp", "Mbpp/1")

@@ -130,9 +130,8 @@ class CodeIndex:
     def match(self, text: str) -> tuple[str, str, float] | None:
         """(benchmark, task_id, containment) of the best-covered item at or above the threshold."""
         counts: Counter[int] = Counter()
-        for h in fingerprint(text, self.k):
-            for item in self.postings.get(h, ()):
-                counts[item] += 1
+        for h in fingerprint(text, self.k) & self.postings.keys():
+            counts.update(self.postings[h])
         best: tuple[str, str, float] | None = None
         for item, hits in sorted(counts.items()):
             bench, task_id, size = self.items[item]
