@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 from _common import stage_main
 
-from evolcoder.config import MergeConfig, load_section
-from evolcoder.evolution.plan import read_manifest
+from evolcoder.config import MergeConfig, SeedConfig, load_section, to_dict
 from evolcoder.evolution.outputs import read_round
+from evolcoder.evolution.plan import read_manifest
 from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
+from evolcoder.dataset.card import render_card, write_card
 from evolcoder.dataset.merge import load_index, merge
 
 
@@ -22,11 +23,12 @@ from evolcoder.dataset.merge import load_index, merge
 @click.option("--out", required=True, help="Training JSONL to write.")
 @click.option("--dropped", required=True, help="JSONL listing every dropped record and why.")
 @click.option("--metrics", required=True, help="Merge counts (dedup/decontamination by reason).")
+@click.option("--card", required=True, help="Dataset card to write beside the training set (README.md).")
 @click.option("--evol-metrics", required=True, help="Per-round evolution statistics (metrics/evol.json).")
 @click.option("--evol-plot", required=True, help="Per-round rows for `dvc plots` (instruction length by round).")
 @stage_main
 def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, dropped: str, metrics: str,
-         evol_metrics: str, evol_plot: str) -> None:
+         card: str, evol_metrics: str, evol_plot: str) -> None:
     cfg = load_section(MergeConfig, "merge", params)
     seed = [record for _, record in read_jsonl(seed_path)]
     rounds, stats = [], []
@@ -34,10 +36,13 @@ def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, 
         kept, round_stats = read_round(Path(rounds_dir) / f"r{round_no}", round_no)
         rounds.append(kept)
         stats.append(round_stats)
-    result = merge(seed, rounds, load_index(cfg))
+    result = merge(seed, rounds, load_index(cfg), cfg)
     write_jsonl(out, result.records)
     write_jsonl(dropped, result.dropped)
-    write_json(metrics, {**result.metrics, "train_sha256": file_sha256(out)})
+    merge_metrics = {**result.metrics, "train_sha256": file_sha256(out)}
+    write_json(metrics, merge_metrics)
+    seed_cfg = load_section(SeedConfig, "seed", params)
+    write_card(card, render_card(merge_metrics, to_dict(cfg), seed_cfg.path, len(rounds)))
     write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats}})
     seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
     rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed)}]

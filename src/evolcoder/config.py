@@ -151,17 +151,51 @@ class LLMConfig:
             _check(not unknown, "llm.price_per_1k", f"unknown keys {sorted(unknown)}; use prompt/completion")
 
 
+_EVALUATED = ["humaneval", "humaneval+", "mbpp", "mbpp+", "multipl-e-cpp", "multipl-e-java", "multipl-e-js",
+              "multipl-e-rs", "multipl-e-go", "multipl-e-sh", "dev"]
+
+
 @dataclass(frozen=True)
 class MergeConfig:
     ngram: int = _help("n-gram size for benchmark decontamination (word n-grams).", 10)
     decontaminate: list[str] = _help(
-        "Benchmarks whose prompts must not leak into training data.",
-        factory=lambda: ["humaneval", "mbpp"])
+        "Benchmarks whose prompts, canonical programs and test cases must not leak into training "
+        "data (instructions and answers); `mbpp` means all 974 MBPP tasks.", factory=lambda: list(_EVALUATED))
     data_dir: str | None = _help(
         "Local directory holding benchmark files (else $EVOLCODER_DATA_DIR, else the packaged copies).", None)
+    dedup_threshold: float = _help(
+        "Near-duplicate removal: drop a record whose instruction + input has at least this Jaccard "
+        "similarity (word shingles) with an earlier kept one; 1.0 drops only identical shingle sets.", 0.8)
+    shingle_size: int = _help("Words per shingle for near-duplicate detection.", 3)
+    num_perm: int = _help("MinHash permutations (more: fewer missed candidate pairs, slower).", 128)
+    minhash_seed: int = _help("Seed of the MinHash permutations (fixed, so train.jsonl is reproducible).", 1)
+    code_kgram: int = _help("Tokens per k-gram of the renaming-invariant code fingerprint.", 10)
+    code_containment: float = _help(
+        "Drop a record whose instruction or answer contains at least this share of a benchmark "
+        "program's fingerprint k-grams.", 0.8)
+    code_min_kgrams: int = _help(
+        "Benchmark programs with fewer distinctive k-grams than this are too generic to fingerprint "
+        "without false positives and are left to the text and test-case detectors.", 8)
+    example_min_chars: int = _help(
+        "A benchmark test case's arguments of at least this many characters (whitespace removed) "
+        "match on their own; shorter ones need the expected value beside them.", 10)
+    seed_license: str = _help(
+        "Licence of the seed set, written into the dataset card; `auto` recognises the project's "
+        "seed (Apache-2.0) and Code Alpaca (CC BY-NC 4.0) from seed.path.", "auto")
 
     def validate(self) -> None:
         _check(self.ngram >= 3, "merge.ngram", "must be >= 3")
+        for i, name in enumerate(self.decontaminate):
+            _check(name in BENCHMARK_NAMES, f"merge.decontaminate[{i}]",
+                   f"unknown benchmark {name!r}; known: {', '.join(BENCHMARK_NAMES)}")
+        _check(0.0 < self.dedup_threshold <= 1.0, "merge.dedup_threshold", "must be in (0, 1]")
+        _check(self.shingle_size >= 1, "merge.shingle_size", "must be >= 1")
+        _check(self.num_perm >= 16, "merge.num_perm", "must be >= 16")
+        _check(self.code_kgram >= 4, "merge.code_kgram", "must be >= 4")
+        _check(0.0 < self.code_containment <= 1.0, "merge.code_containment", "must be in (0, 1]")
+        _check(self.code_min_kgrams >= 1, "merge.code_min_kgrams", "must be >= 1")
+        _check(self.example_min_chars >= 1, "merge.example_min_chars", "must be >= 1")
+        _check(bool(self.seed_license.strip()), "merge.seed_license", "must not be empty")
 
 
 S = TypeVar("S")
