@@ -94,9 +94,8 @@ class Pipeline:
                               "--out-dir", f"data/rounds/r{r}", "--no-progress"))
         merge = ["--seed", "data/seed/seed.jsonl", "--out", "data/train/train.jsonl",
                  "--dropped", "data/train/dropped.jsonl", "--metrics", "metrics/merge.json",
-                 "--evol-metrics", "metrics/evol.json", "--evol-plot", "metrics/evol_rounds.json"]
-        for r in range(1, ROUNDS + 1):
-            merge += ["--round-dir", f"data/rounds/r{r}"]
+                 "--evol-metrics", "metrics/evol.json", "--evol-plot", "metrics/evol_rounds.json",
+                 "--plan-dir", "data/plan", "--rounds-dir", "data/rounds", "--card", "data/train/README.md"]
         steps.append(("merge", *merge))
         for name, *args in steps:
             rc = self._stage(name, *args)
