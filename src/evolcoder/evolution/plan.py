@@ -19,7 +19,8 @@ from evolcoder.jsonio import write_json
 
 # LLM settings that change what a round produces; concurrency, timeouts and the cache
 # path do not, so they stay out of the plan and changing them re-runs nothing.
-OUTPUT_AFFECTING_LLM_KEYS = ("provider", "model", "base_url", "temperature", "top_p", "max_tokens", "seed")
+OUTPUT_AFFECTING_LLM_KEYS = ("provider", "model", "base_url", "temperature", "top_p", "max_tokens", "seed",
+                             "dtype")
 
 
 def round_plan(evol: EvolConfig, llm: LLMConfig, round_no: int) -> dict[str, Any]:
