@@ -376,14 +376,14 @@ class GenerateConfig:
         "auto")
     mode: Literal["instruct", "completion"] = _help(
         "Prompting of the fine-tuned model: `instruct` wraps the problem in WizardCoder's Alpaca "
-        "eval prompt and extracts the code block; `completion` continues the bare prompt.", "instruct")
+        "eval prompt and extracts the code block; `completion` continues the bare prompt.", "completion")
     base_mode: Literal["instruct", "completion"] = _help(
-        "Prompting of the base model in `eval_base` (base models are scored by continuation).",
-        "completion")
+        "Prompting of the base model in `eval_base`. Equal to `mode` for a like-for-like delta; the "
+        "paper scores base models by continuation and WizardCoder by instruction.", "completion")
     n: int = _help("Samples per task (pass@k needs n >= k).", 1)
     temperature: float = _help("0 = greedy decoding (the paper's pass@1); > 0 samples.", 0.0)
     top_p: float = _help("Nucleus top_p when sampling (WizardCoder: 0.95).", 0.95)
-    max_new_tokens: int = _help("Max new tokens per sample (WizardCoder: 2048).", 384)
+    max_new_tokens: int = _help("Max new tokens per sample (WizardCoder: 2048).", 128)
     batch_size: int = _help("Prompts per batch (hf); rows = batch_size x n.", 16)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = _help(
         "Weights dtype (hf/vllm). `auto`: bfloat16 where the hardware has it natively (AVX512-BF16/AMX "
