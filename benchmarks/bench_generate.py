@@ -33,7 +33,7 @@ def _default_model() -> str:
 @click.option("--prompts", default=20, show_default=True, help="HumanEval prompts.")
 @click.option("--tokens", default=32, show_default=True, help="New tokens per prompt (forced).")
 @click.option("--batches", default="1,8,16", show_default=True, help="Batch sizes; the first is the baseline.")
-@click.option("--dtype", default="bfloat16", show_default=True)
+@click.option("--dtype", default="auto", show_default=True, help="auto: bf16 only where native.")
 @click.option("--mode", default="instruct", type=click.Choice(["instruct", "completion"]), show_default=True)
 @click.option("--threads", default=0, help="torch threads (0 = torch default).")
 @click.option("--rounds", default=2, show_default=True, help="Repetitions, in alternating order.")
@@ -51,7 +51,7 @@ def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str,
     problems = load_benchmark("humaneval").problems[:prompts]
     backend = HFBackend(model, dtype=dtype)
     # Forced length: EOS may not end a row early, so each batch size does identical work.
-    backend.model.generation_config.min_new_tokens = tokens
+    backend.generator.lm.generation_config.min_new_tokens = tokens
     sizes = [int(b) for b in batches.split(",")]
     totals = {size: [0, 0.0] for size in sizes}
     # ABBA order (1,8,16 then 16,8,1, ...): on a shared machine the load drifts; alternating

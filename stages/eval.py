@@ -47,7 +47,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
     require_containment(cfg.unsafe_rlimits_only)  # refuse before generating, not after
     check_model(model, gen_cfg.backend, local=True)
-    backend = make_backend(gen_cfg, model)
+    backend = make_backend(gen_cfg, model, progress=True)
 
     out = Path(out_dir)
     tmp = out.parent / f".{out.name}.partial"
@@ -61,7 +61,8 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
         samples, stats = generate_samples(problems, backend, gen_cfg, mode)
         write_jsonl(tmp / f"{benchmark.name}.samples.jsonl", samples)
         report = evaluate_samples(benchmark, samples, workers=cfg.workers or None, timeout=cfg.timeout_s,
-                                  ks=tuple(cfg.ks), unsafe_rlimits_only=cfg.unsafe_rlimits_only)
+                                  ks=tuple(cfg.ks), unsafe_rlimits_only=cfg.unsafe_rlimits_only,
+                                  progress=True)
         write_jsonl(tmp / f"{benchmark.name}.results.jsonl", report.results)
         scores[benchmark.name] = {**{k: round(v, 6) for k, v in report.pass_at_k.items()},
                                   "n_tasks": len(problems), "n_per_task": gen_cfg.n}
@@ -74,7 +75,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
                    f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)", err=True)
     result = {**scores, "provenance": {
         "role": role, "model": model_provenance(model), "base_model": base_model,
-        "decoding": decoding_settings(gen_cfg, mode, backend.name), "datasets": datasets, "runs": runs,
+        "decoding": decoding_settings(gen_cfg, mode, backend.name, getattr(backend, "dtype", None)), "datasets": datasets, "runs": runs,
         "params": {"generate": to_dict(gen_cfg), section: to_dict(cfg)},
         "wall_s": round(time.perf_counter() - started, 3)}}
     if out.exists():

@@ -20,7 +20,7 @@ STAGE = REPO / "stages" / "eval.py"
 
 
 def _params(tmp_path: Path, **sections) -> Path:
-    data = {"generate": {"max_new_tokens": 16, "batch_size": 4, "dtype": "float32"},
+    data = {"generate": {"max_new_tokens": 16, "batch_size": 4, "dtype": "float32", "mode": "instruct"},
             "eval": {"benchmarks": ["humaneval", "mbpp"], "limit": 2, "ks": [1], "workers": 2},
             "dev": {"benchmarks": ["dev"], "limit": 2, "workers": 2}}
     for name, values in sections.items():
@@ -55,7 +55,9 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert prov["role"] == "base" and prov["base_model"] == str(tiny_model_dir)
     assert prov["model"]["path"] == str(tiny_model_dir)
     assert prov["decoding"]["greedy"] is True and prov["decoding"]["max_new_tokens"] == 16
-    assert prov["decoding"]["mode"] == "completion"
+    assert prov["decoding"]["mode"] == "completion" and prov["decoding"]["dtype"] == "float32"
+    assert "generate (float32)" in proc.stderr and "tok/s" in proc.stderr, "generation progress on stderr"
+    assert "sample/s" in proc.stderr, "execution progress on stderr"
     assert prov["datasets"]["humaneval"]["sha256"] and prov["datasets"]["mbpp"]["n_tasks_total"] == 500
     assert prov["datasets"]["humaneval"]["limit"] == 2 and prov["wall_s"] > 0
     assert [r["task_id"] for r in results] == ["Mbpp/11", "Mbpp/12"]  # the test split starts at 11

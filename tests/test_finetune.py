@@ -132,10 +132,13 @@ def test_pack_keeps_every_token_within_max_length(tiny_model_dir: Path) -> None:
 
 
 def test_loss_falls_and_model_reloads_and_generates(tiny_model_dir: Path, train_file: Path,
-                                                    tmp_path: Path) -> None:
+                                                    tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     out, metrics_path, live = tmp_path / "model", tmp_path / "train.json", tmp_path / "live"
     metrics = train(_cfg(tiny_model_dir, tmp_path), train_file, out, metrics_path=metrics_path, live_dir=live)
     assert metrics["global_step"] == 30
+    shown = capfd.readouterr()
+    assert "30/30" in shown.err, "fine-tuning shows its steps and ETA on stderr"
+    assert "'loss':" in shown.out + shown.err, "and the loss of each logged step"
     assert metrics["final_loss"] < 0.5 * metrics["first_loss"], metrics
     assert json.loads(metrics_path.read_text())["global_step"] == 30
     assert 0.5 < metrics["nonpad_share"] <= 1.0 and metrics["tokens_per_s"] > 0
@@ -286,3 +289,10 @@ def test_response_logits_only_gives_the_same_loss(tiny_model_dir: Path, packing:
         b = model(**kept)
     assert b.logits.shape[-2] == n and a.logits.shape[-2] == full["input_ids"].shape[1]
     assert abs(a.loss.item() - b.loss.item()) < 1e-5
+
+
+def test_auto_precision_follows_the_hardware(tiny_model_dir: Path, train_file: Path, tmp_path: Path) -> None:
+    from evolcoder.hf.precision import cpu_has_native_bf16
+
+    metrics = train(_cfg(tiny_model_dir, tmp_path, max_steps=1, precision="auto"), train_file, tmp_path / "m")
+    assert metrics["precision"] == ("bf16" if cpu_has_native_bf16() else "fp32")

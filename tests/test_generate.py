@@ -98,6 +98,19 @@ def test_sampling_n_per_task_is_seeded(tiny_backend: HFBackend, humaneval) -> No
     assert set(report.pass_at_k) == {"pass@1", "pass@3"}
 
 
+def test_progress_on_stderr_and_the_resolved_dtype_is_recorded(tiny_model_dir: Path, humaneval,
+                                                               capfd: pytest.CaptureFixture) -> None:
+    from evolcoder.eval.generate import decoding_settings
+    from evolcoder.hf.precision import resolve_dtype
+
+    backend = HFBackend(str(tiny_model_dir), dtype="auto", progress=True)
+    assert backend.dtype == resolve_dtype("auto", "cpu")
+    generate_samples(humaneval.problems[:3], backend, cfg(batch_size=2, max_new_tokens=4), "completion")
+    err = capfd.readouterr().err
+    assert f"generate ({backend.dtype})" in err and "3/3" in err and "tok/s" in err, err
+    assert decoding_settings(cfg(dtype="auto"), "completion", "hf", backend.dtype)["dtype"] == backend.dtype
+
+
 # ---------------------------------------------------------------------------------------
 # The endpoint backend over real HTTP
 

@@ -102,6 +102,7 @@ def test_through_the_client_a_rerun_generates_nothing(tmp_path: Path, tiny_model
     first, batches1, usage1 = asyncio.run(run())
     second, batches2, usage2 = asyncio.run(run())
     assert sum(batches1) == 5 and batches2 == []
+    assert usage1["dtype"] == usage2["dtype"] in ("float32", "bfloat16"), "the round stats record the dtype"
     assert usage1["requests"] == 5 and usage2["requests"] == 0 and usage2["cache_hits"] == 5
     assert [r.text for r in first] == [r.text for r in second]
 
@@ -113,7 +114,7 @@ def test_materialised_model_dir_is_followed_and_its_hash_keys_the_cache(tmp_path
     info = materialize(str(tiny_model_dir), tmp_path / "base")
     provider = HFProvider(str(tmp_path / "base"))
     fmt = "" if provider.has_chat_template else f"|{PLAIN_FORMAT}"
-    assert provider.model == f"{tmp_path / 'base'}#{info['sha256'][:16]}{fmt}"
+    assert provider.model == f"{tmp_path / 'base'}#{info['sha256'][:16]}{fmt}|{provider.dtype}"
     [completion] = asyncio.run(_gather(provider, _reqs(1)))
     assert completion.completion_tokens >= 1
 
@@ -121,7 +122,7 @@ def test_materialised_model_dir_is_followed_and_its_hash_keys_the_cache(tmp_path
 def test_stop_criterion_stops_only_rows_whose_generated_text_has_the_marker(tiny_model_dir: Path) -> None:
     import torch
 
-    from evolcoder.llm.hf_provider import _stop_on_text
+    from evolcoder.hf.generation import Prompt, RowStop
 
     provider = HFProvider(str(tiny_model_dir))
     tok = provider._tok
@@ -131,6 +132,31 @@ def test_stop_criterion_stops_only_rows_whose_generated_text_has_the_marker(tiny
     width = max(len(done), len(going))
     pad = tok.pad_token_id
     rows = [torch.cat([prompt, torch.full((width - len(t),), pad), t]) for t in (done, going)]
-    criterion = _stop_on_text(tok, len(prompt), (STOP_MARKER,), tail=width)
+    stops = Prompt("", (STOP_MARKER,))
+    criterion = RowStop(tok, [stops, stops], len(prompt), tail=width)
     assert criterion(torch.stack(rows), None).tolist() == [True, False]
-    assert criterion(prompt.unsqueeze(0), None).tolist() == [False], "the prompt's own marker must not count"
+    assert criterion.stopped_at == [(width, "stop"), None]
+    alone = RowStop(tok, [stops], len(prompt))
+    assert alone(prompt.unsqueeze(0), None).tolist() == [False], "the prompt's own marker must not count"
+
+
+def test_the_resolved_dtype_keys_the_cache(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Numerics decide the texts: a completion cached in bf16 is never served to an fp32 run."""
+    cache = str(tmp_path / "cache.sqlite")
+
+    async def run(dtype: str):
+        cfg = LLMConfig(provider="transformers", model=str(tiny_model_dir), concurrency=4, cache=cache,
+                        dtype=dtype)
+        client = make_client(cfg, stage="hf")
+        try:
+            await asyncio.gather(*(client.complete(r) for r in _reqs(2)))
+            return client.provider.model, client.usage()
+        finally:
+            await client.aclose()
+
+    bf16_name, bf16 = asyncio.run(run("bfloat16"))
+    fp32_name, fp32 = asyncio.run(run("float32"))
+    again_name, again = asyncio.run(run("float32"))
+    assert bf16_name.endswith("|bfloat16") and fp32_name.endswith("|float32")
+    assert (bf16["requests"], fp32["requests"], again["requests"]) == (2, 2, 0)
+    assert (bf16["dtype"], fp32["dtype"]) == ("bfloat16", "float32")

@@ -75,3 +75,44 @@ def test_embedded_gemma_converts_to_a_plain_hf_directory(tmp_path: Path) -> None
     gen = model.generate(**enc, max_new_tokens=4, do_sample=False)
     # Pretrained weights complete this; a botched conversion (random or garbled) would not.
     assert tok.decode(gen[0, enc["input_ids"].shape[1]:]).startswith(" + b")
+
+
+def test_model_ref_is_read_in_one_place(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from evolcoder.hf.models import model_identity, read_ref, weights_sha256
+
+    out = tmp_path / "base"
+    info = materialize(str(tiny_model_dir), out)
+    assert read_ref(out) == info and read_ref(tiny_model_dir) is None
+    assert weights_sha256(out) == info["sha256"] and weights_sha256(tiny_model_dir) is None
+    assert model_identity(str(out)) == f"{out}#{info['sha256'][:16]}"
+    assert model_identity(str(tiny_model_dir)) == str(tiny_model_dir)
+    (out / REF_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match=REF_FILE):
+        read_ref(out)
+    (out / REF_FILE).write_text(json.dumps({"sha256": "x"}), encoding="utf-8")
+    with pytest.raises(ModelError, match="path_or_id"):
+        resolve(str(out))
+
+
+def test_auto_precision_is_bf16_only_where_native(tiny_model_dir: Path) -> None:
+    import torch
+
+    from evolcoder.hf.precision import cpu_has_native_bf16, resolve_dtype, trainer_precision
+
+    avx2 = "flags : fpu sse2 avx avx2 fma"
+    assert not cpu_has_native_bf16(avx2)
+    assert cpu_has_native_bf16(avx2 + " avx512f avx512_bf16")
+    assert cpu_has_native_bf16(avx2 + " amx_tile amx_bf16")
+    native = cpu_has_native_bf16()
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if flags:
+        assert native == cpu_has_native_bf16(flags), "torch's probe and the kernel's flags disagree"
+    assert resolve_dtype("auto", "cpu") == ("bfloat16" if native else "float32")
+    assert trainer_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    for forced in ("float32", "bfloat16", "float16"):
+        assert resolve_dtype(forced, "cpu") == forced
+    assert trainer_precision("fp16") == "fp16"
+    with pytest.raises(ValueError, match="int8"):
+        resolve_dtype("int8")
+    model, _ = load_causal_lm(str(tiny_model_dir), dtype="auto", device="cpu")
+    assert model.dtype == getattr(torch, resolve_dtype("auto", "cpu"))

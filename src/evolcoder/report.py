@@ -83,11 +83,21 @@ def eval_section(base: Any, tuned: Any, dev: Any) -> list[str]:
             b, t = base_scores.get(bench, {}).get(k), tuned_scores.get(bench, {}).get(k)
             delta = t - b if isinstance(b, float) and isinstance(t, float) else ""
             rows.append([bench, k, b if b is not None else "", t if t is not None else "", delta])
-    out += [""] + (_table(["benchmark", "k", "base", "fine-tuned", "delta"], rows) if rows
-                   else ["_no eval metrics_"])
+    modes = [_decoding(m) for m in (base, tuned)]
+    headers = ["benchmark", "k", f"base ({modes[0]})", f"fine-tuned ({modes[1]})", "delta"]
+    out += [""] + (_table(headers, rows) if rows else ["_no eval metrics_"])
+    if rows and modes[0] != modes[1]:
+        out += ["", f"**Not like for like:** base and fine-tuned were prompted or decoded differently "
+                f"({modes[0]} vs {modes[1]}); set `generate.base_mode` equal to `generate.mode`."]
     for bench, scores in sorted(dev_scores.items()):
         out += ["", f"Dev set ({bench}): " + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(scores.items()))]
     return out
+
+
+def _decoding(metrics: Any) -> str:
+    """Prompt mode and resolved dtype of one eval metrics file, e.g. `completion, float32`."""
+    decoding = ((metrics or {}).get("provenance") or {}).get("decoding") or {}
+    return ", ".join(str(decoding[k]) for k in ("mode", "dtype") if decoding.get(k)) or "?"
 
 
 def evolstop_section(evolstop: Any) -> list[str]:

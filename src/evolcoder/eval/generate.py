@@ -142,9 +142,11 @@ def generate_samples(problems: Sequence[Problem], backend: Backend, cfg: Generat
     return samples, stats
 
 
-def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None) -> dict[str, Any]:
+def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None,
+                      dtype: str | None = None) -> dict[str, Any]:
     """What decides the samples; goes into every metrics file (with the library versions
-    that shift greedy outputs: transformers, torch, vllm)."""
+    that shift greedy outputs: transformers, torch, vllm). `dtype`: the one the backend
+    resolved `generate.dtype` to (`auto` depends on the machine)."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
@@ -155,7 +157,7 @@ def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None
             pass
     return {"mode": mode, "n": cfg.n, "greedy": cfg.temperature == 0.0, "temperature": cfg.temperature,
             "top_p": cfg.top_p if cfg.temperature > 0 else None, "max_new_tokens": cfg.max_new_tokens,
-            "seed": cfg.seed, "backend": backend or resolve_backend(cfg.backend), "dtype": cfg.dtype,
+            "seed": cfg.seed, "backend": backend or resolve_backend(cfg.backend), "dtype": dtype or cfg.dtype,
             "extra_stops": list(cfg.stop), "prompt": "wizardcoder-alpaca" if mode == "instruct" else "bare-prompt",
             "versions": versions}
 
@@ -190,17 +192,17 @@ def check_model(model: str, backend: str, *, local: bool = False) -> str:
 
 def model_provenance(model: str) -> dict[str, Any]:
     """Where the weights came from: the materialised reference and/or fine-tuning record."""
-    from evolcoder.hf.models import REF_FILE
+    from evolcoder.hf.models import read_ref
 
     info: dict[str, Any] = {"path": model}
-    path = Path(model)
-    for name, key in ((REF_FILE, "ref"), ("evolcoder_config.json", "finetune")):
-        file = path / name
-        if file.is_file():
-            data = json.loads(file.read_text(encoding="utf-8"))
-            info[key] = ({k: data.get(k) for k in ("base_model", "train_data_sha256")} |
-                         {"run_id": (data.get("metrics") or {}).get("run_id")}
-                         if key == "finetune" else data)
+    ref = read_ref(model)
+    if ref is not None:
+        info["ref"] = ref
+    file = Path(model) / "evolcoder_config.json"
+    if file.is_file():
+        data = json.loads(file.read_text(encoding="utf-8"))
+        info["finetune"] = ({k: data.get(k) for k in ("base_model", "train_data_sha256")} |
+                            {"run_id": (data.get("metrics") or {}).get("run_id")})
     return info
 
 
@@ -221,11 +223,11 @@ def resolve_backend(backend: str) -> str:
     return "vllm" if torch.cuda.is_available() else "hf"
 
 
-def make_backend(cfg: GenerateConfig, model: str) -> Backend:
+def make_backend(cfg: GenerateConfig, model: str, *, progress: bool = False) -> Backend:
     check_model(model, cfg.backend)
     backend = resolve_backend(cfg.backend)
     if backend == "hf":
-        return HFBackend(model, dtype=cfg.dtype, device=cfg.device)
+        return HFBackend(model, dtype=cfg.dtype, device=cfg.device, progress=progress)
     if backend == "openai":
         return OpenAIBackend(cfg.base_url or "", cfg.api_model or model, api_key_env=cfg.api_key_env,
                              concurrency=cfg.concurrency, timeout_s=cfg.timeout_s)
@@ -233,110 +235,30 @@ def make_backend(cfg: GenerateConfig, model: str) -> Backend:
 
 
 class HFBackend:
-    """Batched `model.generate` with left padding and per-sequence early stop."""
+    """In-process transformers through the shared loop (`evolcoder.hf.generation`).
+
+    Early stop is the request's `final` test (the post-processed code cannot change any
+    more); the text is kept whole and cut by `generate_samples`, as for a server.
+    """
 
     name = "hf"
 
-    def __init__(self, model: str, *, dtype: str = "bfloat16", device: str | None = None) -> None:
-        import torch
+    def __init__(self, model: str, *, dtype: str = "auto", device: str | None = None,
+                 progress: bool = False) -> None:
+        from evolcoder.hf.generation import Generator
 
-        from evolcoder.hf.models import load_causal_lm
-
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model, self.tokenizer = load_causal_lm(model, dtype=dtype, device=device, padding_side="left")
-        self.model.eval()
-        self.device = device
+        self.generator = Generator(model, dtype=dtype, device=device)
+        self.dtype, self.device = self.generator.dtype, self.generator.device
+        self.progress = progress
 
     def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
-        import torch
+        from evolcoder.hf.generation import Prompt, Sampling
 
-        torch.manual_seed(cfg.seed)
-        lengths = [len(ids) for ids in self.tokenizer([r.prompt for r in requests])["input_ids"]]
-        # Longest first: similar lengths share a batch, and an out-of-memory shows up at once.
-        order = sorted(range(len(requests)), key=lambda i: -lengths[i])
-        results: list[list[Generation]] = [[] for _ in requests]
-        for start in range(0, len(order), cfg.batch_size):
-            batch = order[start:start + cfg.batch_size]
-            for i, gens in zip(batch, self._batch([requests[i] for i in batch], cfg)):
-                results[i] = gens
-        return results
-
-    def _batch(self, requests: list[Request], cfg: GenerateConfig) -> list[list[Generation]]:
-        import torch
-        from transformers import StoppingCriteriaList
-
-        tok = self.tokenizer
-        enc = tok([r.prompt for r in requests], return_tensors="pt", padding=True).to(self.device)
-        width = enc["input_ids"].shape[1]
-        finals = [r.final for r in requests for _ in range(cfg.n)]
-        early = _EarlyStop(tok, finals, width) if any(finals) else None
-        kwargs: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                      temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id)
-        if cfg.temperature > 0:
-            # transformers' own sampling sorts the whole vocabulary every step (seconds on a
-            # 262k vocabulary on CPU); the candidate sampler draws the same distribution.
-            from transformers import LogitsProcessorList
-
-            from evolcoder.hf.sampling import CandidateSampler
-
-            enc = {key: value.repeat_interleave(cfg.n, dim=0) for key, value in enc.items()}
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [CandidateSampler(cfg.temperature, cfg.top_p, seed=cfg.seed)])
-        if early is not None:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([early])
-        with torch.inference_mode():
-            out = self.model.generate(**enc, **kwargs)
-        eos = set(_eos_ids(self.model, tok))
-        gens: list[Generation] = []
-        for row, ids in enumerate(out[:, width:].tolist()):
-            n_tokens, reason = len(ids), "length"
-            if early is not None and early.stopped_at[row] is not None:
-                n_tokens, reason = early.stopped_at[row], "early"
-            else:
-                for j, token in enumerate(ids):
-                    if token in eos:
-                        n_tokens, reason = j + 1, "stop"
-                        break
-            text = tok.decode(ids[:n_tokens], skip_special_tokens=True)
-            gens.append(Generation(text, n_tokens, reason))
-        return [gens[i * cfg.n:(i + 1) * cfg.n] for i in range(len(requests))]
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    eos = model.generation_config.eos_token_id
-    ids = eos if isinstance(eos, list) else [eos]
-    return [i for i in [*ids, tokenizer.eos_token_id] if i is not None]
-
-
-def _early_stop_base() -> type:
-    from transformers import StoppingCriteria
-
-    return StoppingCriteria
-
-
-class _EarlyStop(_early_stop_base()):  # type: ignore[misc]
-    """Per-row stop once the row's text can no longer change its post-processed code."""
-
-    def __init__(self, tokenizer: Any, finals: list[Callable[[str], bool] | None], width: int) -> None:
-        self.tokenizer = tokenizer
-        self.finals = finals
-        self.width = width
-        self.stopped_at: list[int | None] = [None] * len(finals)
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        steps = input_ids.shape[1] - self.width
-        for row, final in enumerate(self.finals):
-            if self.stopped_at[row] is not None:
-                done[row] = True
-            elif final is not None and steps > 0:
-                text = self.tokenizer.decode(input_ids[row, self.width:], skip_special_tokens=True)
-                if final(text):
-                    self.stopped_at[row] = steps
-                    done[row] = True
-        return done
+        prompts = [Prompt(r.prompt, final=r.final) for r in requests]
+        sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed, cfg.n)
+        outputs = self.generator.generate(prompts, sampling, batch_size=cfg.batch_size,
+                                          progress=self.progress, desc=f"generate ({self.dtype})")
+        return [[Generation(o.text, o.n_tokens, o.finish_reason) for o in outs] for outs in outputs]
 
 
 class OpenAIBackend:

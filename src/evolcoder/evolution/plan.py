@@ -39,6 +39,7 @@ class Evolver:
     top_p: float
     max_tokens: int
     seed: int
+    dtype: str
     prompt_format: str
 
     def llm_config(self, transport: LLMConfig) -> LLMConfig:
@@ -128,7 +129,7 @@ def round_plan(evol: EvolConfig, llm: LLMConfig, round_no: int) -> RoundPlan:
                                 similarity_threshold=evol.similarity_threshold),
         evolver=Evolver(provider=llm.provider, model=llm.model, base_url=llm.base_url,
                         temperature=llm.temperature, top_p=llm.top_p, max_tokens=llm.max_tokens,
-                        seed=llm.seed, prompt_format=prompt_format(llm.provider)))
+                        seed=llm.seed, dtype=llm.dtype, prompt_format=prompt_format(llm.provider)))
 
 
 def check_slots(evol: EvolConfig, slots: int) -> None:

@@ -158,12 +158,38 @@ def _count_params_safetensors(files: list[Path]) -> int | None:
     return total
 
 
+def read_ref(model: str | Path) -> dict[str, Any] | None:
+    """The `model_ref.json` that `materialize` wrote into `model`, or None (the one reader)."""
+    ref = Path(model).expanduser() / REF_FILE
+    if not ref.is_file():
+        return None
+    try:
+        data = json.loads(ref.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{ref}: unreadable model reference ({exc})") from None
+    if not isinstance(data, dict) or "path_or_id" not in data:
+        raise ModelError(f"{ref}: not a model reference (no path_or_id)")
+    return data
+
+
+def weights_sha256(model: str | Path) -> str | None:
+    """The weights' hash recorded at materialisation, if `model` was materialised by us."""
+    ref = read_ref(model)
+    return ref.get("sha256") if ref else None
+
+
+def model_identity(model: str) -> str:
+    """The path or id plus its weights' hash when known, so replaced weights are a new model."""
+    sha = weights_sha256(model)
+    return f"{model}#{sha[:16]}" if sha else model
+
+
 def resolve(model_dir_or_id: str) -> str:
     """What to hand to from_pretrained: follows `model_ref.json` to a referenced model."""
     path = Path(model_dir_or_id).expanduser()
-    ref = path / REF_FILE
-    if ref.is_file() and not (path / "config.json").is_file():
-        return json.loads(ref.read_text(encoding="utf-8"))["path_or_id"]
+    ref = read_ref(path)
+    if ref is not None and not (path / "config.json").is_file():
+        return ref["path_or_id"]
     if path.exists():
         if not any((path / name).is_file() for name in ("config.json", "adapter_config.json")):
             raise ModelError(f"{model_dir_or_id}: not a model directory (no config.json or {REF_FILE})")
@@ -186,15 +212,18 @@ def load_causal_lm(model: str, *, dtype: Any = "float32", device: str | None = N
                    padding_side: str = "left", attn_implementation: str | None = "sdpa") -> tuple[Any, Any]:
     """Shared loader for finetune, generation and in-process LLM calls.
 
-    Defaults to fp32 weights: on CPU bf16 *autocast* is the fast path and bf16 *storage*
-    silently loses small AdamW updates. Left padding is the default because batched
-    generation needs it; training pads right itself.
+    `dtype` is a torch dtype or its name (`auto` resolves to what the device does natively,
+    see `precision`). Training keeps fp32 weights (bf16 storage silently loses small AdamW
+    updates); generation loads the resolved dtype. Left padding is the default because
+    batched generation needs it; training pads right itself.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
+    from evolcoder.hf.precision import resolve_dtype
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, resolve_dtype(dtype, device))
     tokenizer = load_tokenizer(model, padding_side=padding_side)
     kwargs: dict[str, Any] = {"dtype": dtype}
     if attn_implementation:

@@ -223,6 +223,7 @@ class LLMClient:
         out: dict[str, Any] = dict(self._usage)
         out["failures_by_cause"] = dict(sorted(self._causes["failures"].items()))
         out["retries_by_cause"] = dict(sorted(self._causes["retries"].items()))
+        out.update(getattr(self.provider, "info", dict)())  # e.g. the evolver's resolved dtype
         if self.price_per_1k:
             out["est_cost"] = estimate_cost(out["prompt_tokens"], out["completion_tokens"], self.price_per_1k)
         return out
@@ -309,7 +310,7 @@ def make_provider(cfg: LLMConfig, model_path: str | None = None) -> Provider:
         return OpenAIProvider.from_config(cfg)
     from evolcoder.llm.hf_provider import HFProvider
 
-    return HFProvider(model_path or cfg.model, batch_size=cfg.concurrency)
+    return HFProvider.from_config(cfg, model_path)
 
 
 def make_client(cfg: LLMConfig, *, stage: str = "", cache_path: str | None = None,

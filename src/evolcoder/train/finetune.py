@@ -20,7 +20,7 @@ from typing import Any
 
 from evolcoder.config import FinetuneConfig, to_dict
 from evolcoder.errors import ConfigError, TrainError
-from evolcoder.hf.models import REF_FILE, resolve
+from evolcoder.hf.models import read_ref, resolve, weights_sha256
 from evolcoder.jsonio import file_sha256, write_json
 from evolcoder.train.sft_data import SFTCollator, load_records, pack, tokenize_records
 
@@ -32,18 +32,11 @@ _NOT_IN_FINGERPRINT = {"resume", "logging_steps", "save_steps", "checkpoint_dir"
 
 
 def resolve_precision(precision: str) -> str:
-    """`auto` -> bf16 where the hardware does it natively (CUDA or avx512_bf16/AMX CPUs)."""
-    import torch
+    """`auto` -> bf16 where the hardware does it natively (bf16 GPUs, AVX512-BF16/AMX CPUs),
+    fp16 on other GPUs, else fp32 (see `evolcoder.hf.precision`)."""
+    from evolcoder.hf.precision import trainer_precision
 
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "fp32"
-    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+    return trainer_precision(precision)
 
 
 def gradient_accumulation(cfg: FinetuneConfig, world_size: int) -> int:
@@ -66,9 +59,8 @@ def fingerprint(cfg: FinetuneConfig, data_sha: str, base_ref: str) -> str:
 
 def _base_reference(base_model: str) -> str:
     """What identifies the base weights: its provenance hash when materialised by us."""
-    ref = Path(base_model) / REF_FILE
-    if ref.is_file():
-        return json.loads(ref.read_text(encoding="utf-8")).get("sha256", base_model)
+    if read_ref(base_model) is not None:
+        return weights_sha256(base_model) or base_model
     return resolve(base_model)
 
 
@@ -210,7 +202,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
         save_total_limit=2, report_to="none", remove_unused_columns=False,
         dataloader_num_workers=cfg.dataloader_num_workers,
-        disable_tqdm=True, ddp_find_unused_parameters=False,
+        disable_tqdm=False, ddp_find_unused_parameters=False,
     )
     collator = SFTCollator(tokenizer.pad_token_id, response_logits_only=select_logits)
     curves = _make_callback(live, collator, world)
