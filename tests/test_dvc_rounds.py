@@ -74,7 +74,7 @@ def test_merge_fails_when_an_active_round_is_not_among_its_inputs(tmp_path: Path
         (plan / "manifest.json").write_text(json.dumps({**manifest, "active": [1, 2, 3]}))
         proc = sh(project, "python", "stages/merge.py", "--seed", "data/seed/seed.jsonl", "--plan-dir", "data/plan",
                   "--rounds-dir", "data/rounds", "--out", "t.jsonl", "--dropped", "d.jsonl", "--metrics", "m.json",
-                  "--evol-metrics", "e.json", "--evol-plot", "p.json", check=False)
+                  "--evol-metrics", "e.json", "--evol-plot", "p.json", "--card", "c.md", check=False)
         assert proc.returncode == 2
         assert "round 3 is active in the plan but its outputs are not that round's" in out(proc)
         assert not (project / "t.jsonl").exists()
