@@ -1,8 +1,7 @@
 """JSON/JSONL reading and writing with the two guarantees the pipeline relies on.
 
 Stage outputs are written to a temporary name and renamed into place, so DVC never
-mistakes a half-written file for an output. Work logs are appended and flushed line by
-line, so a crash or SIGKILL loses at most the line being written.
+mistakes a half-written file for an output.
 """
 
 from __future__ import annotations
@@ -84,49 +83,6 @@ def read_jsonl(path: str | Path, *, skip_bad: bool = False) -> Iterator[tuple[in
                 if skip_bad:
                     continue
                 raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-
-
-class AppendLog:
-    """Append-and-flush JSONL journal: every record hits the disk before the next one starts."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a", encoding="utf-8")
-        self._writer = jsonlines.Writer(self._handle, compact=True, sort_keys=True, flush=True)
-
-    def append(self, record: Any) -> None:
-        self._writer.write(record)
-        os.fsync(self._handle.fileno())
-
-    def close(self) -> None:
-        self._writer.close()
-        self._handle.close()
-
-    def __enter__(self) -> "AppendLog":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def read_log(path: str | Path) -> list[Any]:
-    """Read an AppendLog, dropping a torn last line left by a crash mid-write."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    lines = path.read_bytes().split(b"\n")
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            records.append(json.loads(raw))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if i == len(lines) - 1:
-                break
-            raise DataError(f"{path}:{i + 1}: corrupt journal line") from None
-    return records
 
 
 def file_sha256(path: str | Path) -> str:
