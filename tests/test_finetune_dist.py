@@ -29,7 +29,8 @@ def _run(tmp: Path, name: str, model: Path, train: Path, per_device: int, nproc:
         "finetune:\n"
         f"  base_model: {model}\n  learning_rate: 0.001\n  max_steps: 5\n  warmup_steps: 0\n"
         f"  per_device_batch_size: {per_device}\n  max_length: 128\n  precision: fp32\n"
-        f"  save_steps: 0\n  checkpoint_dir: {tmp / name / 'ckpt'}\n  trace_examples: true\n  seed: 7\n")
+        f"  save_steps: 0\n  checkpoint_dir: {tmp / name / 'ckpt'}\n  trace_examples: true\n  seed: 7\n"
+        "  lora: {enabled: false}\n")  # full fine-tuning: every weight must match across ranks
     stage = [str(REPO / "stages/finetune.py"), "--params", str(params), "--train", str(train),
              "--out", str(tmp / name / "model"), "--metrics", str(tmp / name / "train.json"),
              "--live-dir", str(tmp / name / "live")]
