@@ -13,10 +13,10 @@ import click
 from _common import stage_main
 
 from evolcoder.config import LLMConfig, load_section
+from evolcoder.errors import DataError, RoundIncomplete
 from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
 from evolcoder.evolution.plan import RoundPlan
-from evolcoder.evolution.rounds import RoundIncomplete, RoundRunner
-from evolcoder.errors import DataError
+from evolcoder.evolution.rounds import RoundRunner
 from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.client import make_client
 

@@ -12,18 +12,23 @@ from fakeserver import subprocess_server
 pytestmark = pytest.mark.slow
 
 
+def loopback_params(seed: Path, base_url: str, rounds: int) -> dict:
+    """The default params with this seed file, `rounds` rounds, and the loopback server as evolver."""
+    params = default_params()
+    params["seed"]["path"] = str(seed)
+    params["evol"]["rounds"] = rounds
+    params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
+    params["merge"]["decontaminate"] = ["humaneval"]
+    return params
+
+
 def test_rounds_rerun_only_what_changed(tmp_path: Path) -> None:
     seed = tmp_path / "seed.jsonl"
     seed.write_text("".join(json.dumps({"instruction": f"Write a function that returns {i} squared plus n.",
                                         "output": f"def f(n):\n    return {i} ** 2 + n"}) + "\n"
                             for i in range(6)))
     with subprocess_server() as base_url:
-        params = default_params()
-        params["seed"]["path"] = str(seed)
-        params["evol"]["rounds"] = 3
-        params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
-        params["merge"]["decontaminate"] = ["humaneval"]
-        project = make_project(tmp_path, params)
+        project = make_project(tmp_path, loopback_params(seed, base_url, rounds=3))
 
         first = sh(project, "dvc", "repro", "merge")
         assert {"seed", "plan", "evolver", "round@1", "round@2", "round@3", "merge"} <= ran(first)
@@ -62,12 +67,7 @@ def test_merge_fails_when_an_active_round_is_not_among_its_inputs(tmp_path: Path
     seed.write_text("".join(json.dumps({"instruction": f"Write a function that returns {i} cubed."}) + "\n"
                             for i in range(3)))
     with subprocess_server() as base_url:
-        params = default_params()
-        params["seed"]["path"] = str(seed)
-        params["evol"]["rounds"] = 2
-        params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
-        params["merge"]["decontaminate"] = ["humaneval"]
-        project = make_project(tmp_path, params)
+        project = make_project(tmp_path, loopback_params(seed, base_url, rounds=2))
         sh(project, "dvc", "repro", "merge")
         plan = project / "data/plan"
         manifest = json.loads((plan / "manifest.json").read_text())

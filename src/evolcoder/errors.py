@@ -48,3 +48,21 @@ class BudgetExhausted(EvolcoderError, RuntimeError):
 
     exit_code = 3
     label = "stopped"
+
+
+class EndpointDown(EvolcoderError, RuntimeError):
+    """The endpoint is unreachable or failing every request: the stage stops instead of grinding on.
+
+    Everything answered so far is cached, so a re-run once the endpoint is back continues
+    where this one stopped; exit code 4 tells a wrapper "transient, try again later".
+    """
+
+    exit_code = 4
+    label = "stopped"
+
+
+class RoundIncomplete(EvolcoderError, RuntimeError):
+    """Items failed transiently: the round is not written, and a re-run retries only those."""
+
+    exit_code = 4
+    label = "incomplete"

@@ -15,6 +15,7 @@ from evolcoder.jsonio import read_jsonl, write_json, write_jsonl
 if TYPE_CHECKING:
     from evolcoder.evolution.rounds import RoundResult
 
+
 def write_inactive(round_no: int, out_dir: str | Path) -> None:
     """An inactive slot: one marker line per output, written without reading any input."""
     out = Path(out_dir)

@@ -26,12 +26,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evolcoder.errors import EvolcoderError
+from evolcoder.errors import BudgetExhausted, EndpointDown, LLMError
 from evolcoder.evolution import eliminate
-from evolcoder.llm.base import ChatRequest, EndpointDown
-from evolcoder.llm.client import BudgetExhausted, CallResult, LLMClient, LLMError
 from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.prompts import equality_prompt, evol_prompt
+from evolcoder.llm.base import ChatRequest
+from evolcoder.llm.client import CallResult, LLMClient
 from evolcoder.records import child_record
 
 
@@ -52,13 +52,6 @@ def question_text(item: dict[str, Any]) -> str:
     if item.get("input"):
         return f"{item['instruction']}\n\n{item['input']}"
     return item["instruction"]
-
-
-class RoundIncomplete(EvolcoderError, RuntimeError):
-    """Items failed transiently: the round is not written, and a re-run retries only those."""
-
-    exit_code = 4
-    label = "incomplete"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from evolcoder.errors import EvolcoderError, LLMError
+from evolcoder.errors import EndpointDown, LLMError
 
 # The in-process provider's plain completion prompt format (hf_provider.plain_prompt and its
 # stop markers): bump on any change. Round plans record it, so a change re-runs the rounds.
@@ -106,14 +106,3 @@ class RequestFailed(LLMError):
         super().__init__(message)
         self.cause = cause
         self.permanent = permanent
-
-
-class EndpointDown(EvolcoderError, RuntimeError):
-    """The endpoint is unreachable or failing every request: the stage stops instead of grinding on.
-
-    Everything answered so far is cached, so a re-run once the endpoint is back continues
-    where this one stopped; exit code 4 tells a wrapper "transient, try again later".
-    """
-
-    exit_code = 4
-    label = "stopped"
