@@ -171,6 +171,43 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
                f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)")
 
 
+@main.command("prompts")
+@click.option("--benchmark", "benchmark_name", required=True, help="Benchmark name (humaneval, mbpp, mbpp+, dev...).")
+@click.option("--mode", type=click.Choice(["instruct", "completion"]), required=True,
+              help="Prompt mode: the instruct template of generate.prompt_style, or the bare prompt.")
+@click.option("--params", default="params.yaml", show_default=True,
+              help="Params file whose `generate` section gives prompt_style (skipped if absent).")
+@click.option("--style", type=click.Choice(["wizardcoder", "wizardcoder-15b", "evalplus", "alpaca"]),
+              default=None,
+              help="Override generate.prompt_style.")
+@click.option("--limit", type=int, default=0, show_default=True, help="Only the first N tasks; 0 = all.")
+@click.option("--data-dir", default=None, help="Local benchmark files (else $EVOLCODER_DATA_DIR).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="JSONL to write: one {task_id, prompt} per task.")
+def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, limit: int,
+                data_dir: str | None, out: str) -> None:
+    """Write the exact string the model is given for every task, to diff against another harness."""
+    import os
+
+    from evolcoder.config import GenerateConfig, build, load_yaml
+    from evolcoder.errors import ConfigError
+    from evolcoder.eval.problems import load_benchmark
+    from evolcoder.eval.prompts import build_prompt
+    from evolcoder.jsonio import write_jsonl
+
+    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
+    if style:
+        section["prompt_style"] = style
+    cfg = build(GenerateConfig, section, "generate")
+    if limit < 0:
+        raise ConfigError("--limit: must be >= 0")
+    benchmark = load_benchmark(benchmark_name, data_dir)
+    problems = benchmark.problems[:limit] if limit else benchmark.problems
+    write_jsonl(out, [{"task_id": p.task_id, "prompt": build_prompt(p, mode, cfg.prompt_style)} for p in problems])
+    shown = cfg.prompt_style if mode == "instruct" else "bare prompt"
+    click.echo(f"prompts: {len(problems)} {benchmark.name} prompts ({mode}, {shown}) -> {out}")
+
+
 @main.command("evol-stop")
 @click.option("--exp-json", type=click.Path(dir_okay=False), default=None,
               help="A saved `dvc exp show --json` document (default: run it here).")

@@ -433,11 +433,20 @@ class GenerateConfig:
         "`auto`: vllm when it is installed and a GPU is visible, else hf (the one used is recorded).",
         "auto")
     mode: Literal["instruct", "completion"] = _help(
-        "Prompting of the fine-tuned model: `instruct` wraps the problem in WizardCoder's Alpaca "
-        "eval prompt and extracts the code block; `completion` continues the bare prompt.", "completion")
+        "Prompting of the fine-tuned model: `instruct` wraps the problem in the `prompt_style` eval "
+        "prompt and extracts the code block; `completion` continues the bare prompt.", "completion")
     base_mode: Literal["instruct", "completion"] = _help(
         "Prompting of the base model in `eval_base`. Equal to `mode` for a like-for-like delta; the "
         "paper scores base models by continuation and WizardCoder by instruction.", "completion")
+    prompt_style: Literal["wizardcoder", "wizardcoder-15b", "evalplus", "alpaca"] = _help(
+        "Instruct-mode prompt and code extraction. `wizardcoder`: byte for byte WizardCoder's eval "
+        "scripts (HumanEval: two blank lines, 4 spaces as tabs, answer up to a second `### Response:`; "
+        "MBPP: text + every test assert; MBPP+: text + its assert; their post-processing and tab "
+        "round-trip); `wizardcoder-15b`: the same with HumanEval's June 2023 template (one blank "
+        "line), which made the 15B model's published generations; `evalplus`: evalplus's "
+        "instruction/response prefixes in the Alpaca turns; `alpaca`: the training template, first "
+        "`### Response:`, wider fence handling. Completion mode ignores it.",
+        "wizardcoder")
     n: int = _help("Samples per task (pass@k needs n >= k).", 1)
     temperature: float = _help("0 = greedy decoding (the paper's pass@1); > 0 samples.", 0.0)
     top_p: float = _help("Nucleus top_p when sampling (WizardCoder: 0.95).", 0.95)

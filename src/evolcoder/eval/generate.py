@@ -24,11 +24,7 @@ from evolcoder.config import GenerateConfig
 from evolcoder.errors import ConfigError
 from evolcoder.eval.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
 from evolcoder.eval.problems import Problem
-from evolcoder.alpaca import alpaca_prompt
-from evolcoder.eval.prompts import EVAL_INSTRUCTION, eval_prompt
-
-# Language names for instruct prompts of MultiPL-E problems.
-LANGUAGE_NAMES = {"cpp": "C++", "java": "Java", "js": "JavaScript", "rs": "Rust", "go": "Go", "sh": "Bash"}
+from evolcoder.eval.prompts import LANGUAGE_NAMES, build_prompt  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -59,17 +55,6 @@ class Backend(Protocol):
 # Prompts
 
 
-def build_prompt(problem: Problem, mode: str) -> str:
-    """The model input for one problem: WizardCoder's eval prompt, or the bare prompt."""
-    if mode == "completion":
-        return problem.prompt
-    if problem.language == "python":
-        return eval_prompt(problem.prompt)
-    # EVAL_INSTRUCTION names Python; for MultiPL-E the same instruction names the language.
-    instruction = EVAL_INSTRUCTION.replace("Python", LANGUAGE_NAMES.get(problem.language, problem.language))
-    return alpaca_prompt(instruction.format(prompt=problem.prompt))
-
-
 def stops_for(problem: Problem, mode: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
     """Stop strings: Codex's for Python continuation, MultiPL-E's own for other languages."""
     if mode != "completion":
@@ -92,14 +77,14 @@ def make_requests(problems: Sequence[Problem], mode: str, cfg: GenerateConfig) -
         stops = stops_for(problem, mode, cfg.stop)
         final = None
         if cfg.early_stop:
-            final = _final_test(mode, problem.language, stops)
-        requests.append(Request(build_prompt(problem, mode), stops, final))
+            final = _final_test(mode, problem, stops, cfg.prompt_style)
+        requests.append(Request(build_prompt(problem, mode, cfg.prompt_style), stops, final))
     return requests
 
 
-def _final_test(mode: str, language: str, stops: tuple[str, ...]) -> Callable[[str], bool]:
+def _final_test(mode: str, problem: Problem, stops: tuple[str, ...], style: str) -> Callable[[str], bool]:
     def final(text: str) -> bool:
-        return is_final(text, mode, language, stops) or any(s in text for s in stops)
+        return is_final(text, mode, problem.language, stops, style, problem.family) or any(s in text for s in stops)
 
     return final
 
@@ -129,7 +114,8 @@ def generate_samples(problems: Sequence[Problem], backend: Backend, cfg: Generat
             # Cut at the stop strings first: a server has already done so, in-process
             # generation may have run past them; both must score the same.
             code = postprocess(truncate_at_stops(gen.text, request.stops), mode, problem.language,
-                               request.stops, prompt=request.prompt)
+                               request.stops, prompt=request.prompt, style=cfg.prompt_style,
+                               family=problem.family)
             key = "completion" if mode == "completion" or problem.language == "python" else "solution"
             samples.append({"task_id": problem.task_id, "completion_id": index, key: code, "raw": gen.text,
                             "mode": mode, "finish_reason": gen.finish_reason, "n_tokens": gen.n_tokens})
@@ -158,7 +144,7 @@ def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None
     return {"mode": mode, "n": cfg.n, "greedy": cfg.temperature == 0.0, "temperature": cfg.temperature,
             "top_p": cfg.top_p if cfg.temperature > 0 else None, "max_new_tokens": cfg.max_new_tokens,
             "seed": cfg.seed, "backend": backend or resolve_backend(cfg.backend), "dtype": dtype or cfg.dtype,
-            "extra_stops": list(cfg.stop), "prompt": "wizardcoder-alpaca" if mode == "instruct" else "bare-prompt",
+            "extra_stops": list(cfg.stop), "prompt": cfg.prompt_style if mode == "instruct" else "bare-prompt",
             "versions": versions}
 
 

@@ -43,6 +43,11 @@ class Problem:
     mode: str = "check"
     inputs: tuple = ()
     atol: float = 0.0
+    # Which published prompt construction applies (humaneval, mbpp, mbpp+, multipl-e), and
+    # the MBPP task text and asserts it needs: WizardCoder prompts with all of test_list.
+    family: str = "humaneval"
+    text: str = ""
+    tests: tuple[str, ...] = ()
 
     def program(self, completion: str) -> str:
         """The code a sample stands for, before tests are appended."""
@@ -177,24 +182,34 @@ def _dev() -> Benchmark:
 
 
 def _mbpp(r: dict, setup: str, tests: list[str], text: str) -> Problem:
-    """MBPP as evalplus/WizardCoder prompt it: the text plus one test as a docstring."""
+    """MBPP with evalplus's prompt (the text plus the first test as a docstring; completion
+    mode continues it); `text` and every test stay for instruct styles that want them."""
     names = re.findall(r"^def\s+(\w+)", r["code"], re.M)
     called = set(re.findall(r"(\w+)\s*\(", " ".join(tests)))
     entry = next((n for n in names if n in called), names[-1] if names else "")
     prompt = f'"""\n{text.strip()}\n{tests[0].strip()}\n"""\n'
     test = "\n".join([setup, *tests]) + "\n"
-    return Problem(f"Mbpp/{r['task_id']}", prompt, entry, "python", r["code"].replace("\r\n", "\n"), test=test)
+    return Problem(f"Mbpp/{r['task_id']}", prompt, entry, "python", r["code"].replace("\r\n", "\n"), test=test,
+                   family="mbpp", text=text, tests=tuple(tests))
 
 
 def _plus(r: dict, family: str) -> Problem:
     inputs = r["base_input"] + list(r["plus_input"])
+    extra: dict[str, Any] = {}
     if family == "mbpp":
         inputs = _mbpp_plus_inputs(int(r["task_id"].split("/")[1]), inputs)
-        canonical, prompt = r["canonical_solution"], r["prompt"]
-    else:
-        canonical, prompt = r["canonical_solution"], r["prompt"]
-    return Problem(r["task_id"], prompt, r["entry_point"], "python", canonical, mode="io",
-                   inputs=tuple(inputs), atol=float(r["atol"] or 0))
+        text, assertion = _docstring_parts(r["prompt"])
+        extra = {"family": "mbpp+", "text": text, "tests": (assertion,)}
+    return Problem(r["task_id"], r["prompt"], r["entry_point"], "python", r["canonical_solution"], mode="io",
+                   inputs=tuple(inputs), atol=float(r["atol"] or 0), **extra)
+
+
+def _docstring_parts(prompt: str) -> tuple[str, str]:
+    """An MBPP+ prompt is a docstring holding the task text, then one assert line."""
+    body = prompt.strip()
+    body = body[3:-3] if body.startswith('"""') and body.endswith('"""') else body
+    text, _, assertion = body.strip("\n").rpartition("\n")
+    return text, assertion
 
 
 def _tuples(x: Any) -> Any:
@@ -243,4 +258,4 @@ def _mbpp_plus_inputs(n: int, inputs: list) -> list:
 def _multipl_e(r: dict, lang: str) -> Problem:
     match = re.search(r"HumanEval_\d+_(\w+)", r["name"])
     return Problem(r["name"], r["prompt"], match.group(1) if match else r["name"], lang, None,
-                   test=r["tests"], mode="multipl-e")
+                   test=r["tests"], mode="multipl-e", family="multipl-e")
