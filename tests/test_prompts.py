@@ -180,3 +180,25 @@ def test_early_stop_never_changes_the_code(benchmark: str, task: str, raw: str) 
         if is_final(prefix, "instruct", style="wizardcoder", family=problem.family):
             for tail in ("", "python\n", "\n### Response:\n```python\nzzz\n```", "`"):
                 assert _instruct(task, benchmark, prefix + tail) == _instruct(task, benchmark, prefix), (cut, tail)
+
+
+def test_paper_presets_carry_the_readme_protocols(tmp_path: Path) -> None:
+    """Greedy preset, then the sampled one on top: both merge into params.yaml and validate."""
+    import shutil
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    params = tmp_path / "params.yaml"
+    shutil.copy(repo / "params.yaml", params)
+    for preset in ("paper.yaml", "paper-sampled.yaml"):
+        result = CliRunner().invoke(main, ["preset", str(repo / "configs/presets" / preset), "--params", str(params)])
+        assert result.exit_code == 0, result.output
+        merged = yaml.safe_load(params.read_text())["generate"]
+        if preset == "paper.yaml":
+            assert (merged["mode"], merged["prompt_style"], merged["temperature"], merged["n"]) == \
+                ("instruct", "wizardcoder", 0.0, 1)
+    assert (merged["prompt_style"], merged["n"], merged["temperature"], merged["top_p"]) == \
+        ("wizardcoder-15b", 20, 0.2, 0.95)
+    text = (repo / "configs/presets/paper.yaml").read_text() + (repo / "configs/presets/paper-sampled.yaml").read_text()
+    assert all(number in text for number in ("59.8", "73.2", "57.3", "51.8"))
