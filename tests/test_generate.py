@@ -131,12 +131,12 @@ def _canonical_responder(humaneval, mode: str, wrong: set[str] = frozenset()):
 
 
 @pytest.mark.parametrize("mode", ["instruct", "completion"])
-def test_endpoint_backend_end_to_end(humaneval, mode: str) -> None:
+def test_endpoint_backend_end_to_end(humaneval, mode: str, tmp_path: Path) -> None:
     problems = humaneval.problems[:5]
     wrong = {problems[1].task_id, problems[3].task_id}
     with FakeServer(responder=_canonical_responder(humaneval, mode, wrong)) as server:
         settings = cfg(backend="openai", base_url=server.base_url, api_model="served-model", max_new_tokens=512)
-        backend = make_backend(settings, "served-model")
+        backend = make_backend(settings, "served-model", cache_path=tmp_path / "cache.sqlite")
         assert isinstance(backend, OpenAIBackend)
         samples, _ = generate_samples(problems, backend, settings, mode)
         bodies = [r for r in server.requests if "prompt" in r]
