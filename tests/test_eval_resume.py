@@ -24,6 +24,7 @@ from fakeserver import Fault, FakeServer
 
 from evolcoder.eval.problems import load_benchmark
 from evolcoder.llm.cache import CompletionCache
+from evolcoder.report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE = REPO / "stages" / "eval.py"
@@ -34,7 +35,8 @@ def _project(root: Path, **generate: object) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     params = {"generate": {"max_new_tokens": 40, "batch_size": 1, "dtype": "float32", "mode": "completion",
                            "base_mode": "completion", "early_stop": False, **generate},
-              "eval": {"benchmarks": ["humaneval"], "limit": TASKS, "ks": [1], "workers": 2},
+              "eval": {"benchmarks": ["humaneval"], "limit": TASKS, "ks": [1], "workers": 2,
+                       "timeout_s": 5.0},
               "llm": {"backoff_s": 0.01}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
@@ -108,6 +110,18 @@ def test_sigkill_mid_benchmark_resumes_without_regenerating(tmp_path: Path, tiny
     samples = [json.loads(line) for line in resumed.decode().splitlines()]
     by_task = {s["task_id"]: s for s in samples}
     assert len(by_task) == TASKS and all(by_task[r["task_id"]]["raw"] == r["text"] for r in journaled)
+    _assert_verdict_provenance(json.loads((whole / "metrics" / "eval.json").read_text())["provenance"])
+    report = build_report(whole / "metrics")
+    assert "- fine-tuned: prompt `completion`, hf float32, batch 1; evolcoder " in report
+    assert "time limit floor eval.timeout_s = 5.0 s" in report
+
+
+def _assert_verdict_provenance(prov: dict) -> None:
+    """What decides a verdict is in the metrics: prompt, backend, dtype, batch, versions, time limits."""
+    assert prov["prompt_style"] == "completion" and prov["backend"] == "hf"
+    assert prov["dtype"] == "float32" and prov["batch_size"] == 1
+    assert set(prov["versions"]) >= {"torch", "transformers", "evolcoder"}
+    assert prov["time_limit"]["timeout_s"] == 5.0 and "eval.timeout_s" in prov["time_limit"]["policy"]
 
 
 @functools.cache
@@ -142,22 +156,9 @@ def test_endpoint_rerun_makes_zero_requests(tmp_path: Path) -> None:
     again = json.loads((root / "metrics" / "eval.json").read_text())
     assert again["provenance"]["runs"]["humaneval"]["llm"]["cache_hits"] == TASKS
     assert again["provenance"]["runs"]["humaneval"]["llm"]["requests"] == 0
+    assert again["provenance"]["backend"] == "openai" and again["provenance"]["concurrency"] == 8
     assert (root / "data" / "eval" / "humaneval.samples.jsonl").read_bytes() == samples
     with CompletionCache(root / ".evolcoder" / "cache.sqlite") as cache:
         (row,) = cache.stats("eval")
     assert row["provider"] == "openai-completions" and row["model"] == "served"
     assert row["requests"] == TASKS and row["cache_hits"] == TASKS and row["runs"] == 2
-
-
-def test_verdict_provenance_in_metrics(tmp_path: Path, tiny_model_dir: Path) -> None:
-    root = _project(tmp_path / "p")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["eval"].update(limit=2, timeout_s=5.0)
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = _run(root, str(tiny_model_dir))
-    assert proc.returncode == 0, proc.stderr
-    prov = json.loads((root / "metrics" / "eval.json").read_text())["provenance"]
-    assert prov["prompt_style"] == "completion" and prov["backend"] == "hf"
-    assert prov["dtype"] == "float32" and prov["batch_size"] == 1
-    assert set(prov["versions"]) >= {"torch", "transformers", "evolcoder"}
-    assert prov["time_limit"]["timeout_s"] == 5.0 and "eval.timeout_s" in prov["time_limit"]["policy"]
