@@ -111,6 +111,26 @@ def test_progress_on_stderr_and_the_resolved_dtype_is_recorded(tiny_model_dir: P
     assert decoding_settings(cfg(dtype="auto"), "completion", "hf", backend.dtype)["dtype"] == backend.dtype
 
 
+def test_journal_resumes_only_the_same_run(tiny_backend: HFBackend, humaneval, tmp_path: Path) -> None:
+    """A journal serves the run that wrote it, survives a torn last line, and nothing else."""
+    problems = humaneval.problems[:3]
+    settings = cfg(batch_size=1)
+    first, stats = generate_samples(problems, tiny_backend, settings, "completion", journal_dir=tmp_path)
+    assert stats["resumed_samples"] == 0 and stats["generated_samples"] == 3
+    journal = stats["journal"]
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])  # killed while writing the third
+    again, stats = generate_samples(problems, tiny_backend, settings, "completion", journal_dir=tmp_path)
+    assert (stats["resumed_samples"], stats["generated_samples"]) == (2, 1)
+    assert again == first
+    assert len(journal.read_text().splitlines()) == 4  # the torn line is closed, the batch written after it
+    _, stats = generate_samples(problems, tiny_backend, settings, "completion", journal_dir=tmp_path)
+    assert stats["resumed_samples"] == 3 and stats["generated_tokens"] == 0
+    _, other = generate_samples(problems, tiny_backend, cfg(batch_size=1, max_new_tokens=23), "completion",
+                                journal_dir=tmp_path)
+    assert other["resumed_samples"] == 0 and other["journal"] != journal
+
+
 # ---------------------------------------------------------------------------------------
 # The endpoint backend over real HTTP
 
