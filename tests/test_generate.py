@@ -175,6 +175,15 @@ def test_endpoint_backend_end_to_end(humaneval, mode: str, tmp_path: Path) -> No
     assert report.pass_at_k["pass@1"] == pytest.approx(0.6)
 
 
+def test_endpoint_wrong_route_names_the_generate_keys(humaneval, tmp_path: Path) -> None:
+    with FakeServer() as server:
+        settings = cfg(backend="openai", base_url=server.base_url.replace("/v1", "/v2"), api_model="served")
+        backend = make_backend(settings, "served", cache_path=tmp_path / "cache.sqlite")
+        with pytest.raises(ConfigError, match=r"params: generate.api_model: 'served' or generate.base_url .*/v2 "
+                                              r"not found \(HTTP 404"):
+            generate_samples(humaneval.problems[:3], backend, settings, "completion")
+
+
 # ---------------------------------------------------------------------------------------
 # Fail fast
 

@@ -97,6 +97,7 @@ class OpenAIProvider:
     """One `AsyncOpenAI` client with a connection pool sized for `llm.concurrency`."""
 
     name = "openai"
+    params_keys = ("llm.model", "llm")  # what an error message names
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0,
                  concurrency: int = 8, transport: str = "auto", api_key: str | None = None) -> None:
@@ -146,8 +147,9 @@ class OpenAIProvider:
             raise ConfigError(f"{self._where()} rejected the API key from OPENAI_API_KEY "
                               f"(HTTP {exc.status_code}): {exc.message}") from exc
         except openai.NotFoundError as exc:
-            raise ConfigError(f"params: llm.model: {self.model!r} or llm.base_url {self._where()} not found "
-                              f"(HTTP 404; does base_url end in /v1?): {exc.message}") from exc
+            model_key, section = self.params_keys
+            raise ConfigError(f"params: {model_key}: {getattr(self, 'api_model', self.model)!r} or {section}.base_url "
+                              f"{self._where()} not found (HTTP 404; does base_url end in /v1?): {exc.message}") from exc
         except openai.APIStatusError as exc:
             raise status_error(exc, self._where()) from exc
         except openai.APIConnectionError as exc:  # includes APITimeoutError
@@ -178,6 +180,7 @@ class OpenAICompletionsProvider(OpenAIProvider):
     """
 
     name = "openai-completions"
+    params_keys = ("generate.api_model", "generate")
 
     def __init__(self, model: str, *, api_model: str, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
