@@ -222,8 +222,12 @@ def library_versions() -> dict[str, str]:
 
 
 def model_fingerprint(model: str) -> str:
-    """The model's identity plus a hash over its directory (names, sizes, mtimes and the
-    small files' contents), so re-written weights in the same directory are another model."""
+    """The model's identity plus a hash over its directory: every file's name and size, and
+    the contents of the small ones (config, tokenizer, the fine-tune record with its run id
+    over config, data and base). Content only, no mtimes: a `dvc checkout` of the same
+    model is the same model, and the completion cache still answers for it."""
+    import hashlib
+
     from evolcoder.hf.models import model_identity
 
     path = Path(model)
@@ -231,10 +235,13 @@ def model_fingerprint(model: str) -> str:
         return model
     entries = []
     for file in sorted(f for f in path.rglob("*") if f.is_file()):
-        stat = file.stat()
-        small = file.read_bytes().hex() if stat.st_size <= 1 << 16 else None
-        entries.append([str(file.relative_to(path)), stat.st_size, stat.st_mtime_ns, small and fingerprint(small)])
+        size = file.stat().st_size
+        digest = hashlib.sha256(file.read_bytes()).hexdigest() if size <= SMALL_FILE_BYTES else None
+        entries.append([file.relative_to(path).as_posix(), size, digest])
     return f"{model_identity(model)}@{fingerprint(entries)[:16]}"
+
+
+SMALL_FILE_BYTES = 1 << 22  # hashed whole: configs and tokenizers; weights are known by size and record
 
 
 def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None,
