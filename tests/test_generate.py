@@ -175,6 +175,20 @@ def test_endpoint_backend_end_to_end(humaneval, mode: str, tmp_path: Path) -> No
     assert report.pass_at_k["pass@1"] == pytest.approx(0.6)
 
 
+def test_endpoint_journal_resumes_without_requests(humaneval, tmp_path: Path) -> None:
+    """Journaled tasks are not asked for again, not even of the cache (here: deleted)."""
+    problems = humaneval.problems[:4]
+    with FakeServer(responder=_canonical_responder(humaneval, "completion")) as server:
+        settings = cfg(backend="openai", base_url=server.base_url, api_model="served", max_new_tokens=512)
+        backend = make_backend(settings, "served", cache_path=tmp_path / "cache.sqlite")
+        first, stats = generate_samples(problems, backend, settings, "completion", journal_dir=tmp_path / "j")
+        assert server.count("/v1/completions") == 4 and stats["llm"]["requests"] == 4
+        (tmp_path / "cache.sqlite").unlink()
+        again, stats = generate_samples(problems, backend, settings, "completion", journal_dir=tmp_path / "j")
+        assert server.count("/v1/completions") == 4
+    assert stats["resumed_samples"] == 4 and again == first
+
+
 def test_endpoint_wrong_route_names_the_generate_keys(humaneval, tmp_path: Path) -> None:
     with FakeServer() as server:
         settings = cfg(backend="openai", base_url=server.base_url.replace("/v1", "/v2"), api_model="served")
