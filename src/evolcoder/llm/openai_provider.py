@@ -148,8 +148,9 @@ class OpenAIProvider:
                               f"(HTTP {exc.status_code}): {exc.message}") from exc
         except openai.NotFoundError as exc:
             model_key, section = self.params_keys
-            raise ConfigError(f"params: {model_key}: {getattr(self, 'api_model', self.model)!r} or {section}.base_url "
-                              f"{self._where()} not found (HTTP 404; does base_url end in /v1?): {exc.message}") from exc
+            model = getattr(self, "api_model", self.model)
+            raise ConfigError(f"params: {model_key}: {model!r} or {section}.base_url {self._where()} not found "
+                              f"(HTTP 404; does base_url end in /v1?): {exc.message}") from exc
         except openai.APIStatusError as exc:
             raise status_error(exc, self._where()) from exc
         except openai.APIConnectionError as exc:  # includes APITimeoutError
