@@ -4,7 +4,10 @@ One script, three stages: `--section eval` scores the test benchmarks, `--sectio
 external dev set that decides evol-stop; `--role base` scores the base model (prompted
 with `generate.base_mode`) so a pipeline run reports base -> fine-tuned side by side.
 Everything that can be checked (params, benchmark names, model path) is checked before
-the model is loaded, and the output directory appears complete or not at all.
+the model is loaded, and the output directory appears complete or not at all. Finished
+generations are journaled under `.evolcoder/journal/` (beside the completion cache) as they
+finish, so a killed stage re-run generates only what is missing; the journals are removed
+once the outputs are complete.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import click
 from _common import stage_main
 
-from evolcoder.config import DevConfig, EvalConfig, GenerateConfig, load_section, to_dict
+from evolcoder.config import DevConfig, EvalConfig, GenerateConfig, LLMConfig, load_section, to_dict
 from evolcoder.jsonio import write_json, write_jsonl
 
 
@@ -36,18 +39,24 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
          metrics: str) -> None:
     gen_cfg = load_section(GenerateConfig, "generate", params)
     cfg: EvalConfig = load_section(DevConfig if section == "dev" else EvalConfig, section, params)
+    llm_cfg = load_section(LLMConfig, "llm", params)  # cache location and retry policy only
     mode = gen_cfg.base_mode if role == "base" else gen_cfg.mode
+    stage = "eval_base" if role == "base" else section
     started = time.perf_counter()
 
     from evolcoder.eval.execute import evaluate_samples
-    from evolcoder.eval.generate import check_model, decoding_settings, generate_samples, make_backend, model_provenance
+    from evolcoder.eval.generate import (check_model, decoding_settings, generate_samples, make_backend,
+                                         model_provenance, verdict_provenance)
     from evolcoder.eval.problems import load_benchmark
     from evolcoder.eval.sandbox import require_containment
+    from evolcoder.llm.client import cache_location
 
     benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
     require_containment(cfg.unsafe_rlimits_only)  # refuse before generating, not after
     check_model(model, gen_cfg.backend, local=True)
-    backend = make_backend(gen_cfg, model, progress=True)
+    cache = cache_location(llm_cfg)
+    journal_dir = Path(cache).parent / "journal"
+    backend = make_backend(gen_cfg, model, progress=True, llm=llm_cfg, cache_path=cache, stage=stage)
 
     out = Path(out_dir)
     tmp = out.parent / f".{out.name}.partial"
@@ -56,9 +65,12 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     scores: dict[str, Any] = {}
     datasets: dict[str, Any] = {}
     runs: dict[str, Any] = {}
+    journals: list[Path] = []
     for benchmark in benchmarks:
         problems = benchmark.problems[:cfg.limit] if cfg.limit else benchmark.problems
-        samples, stats = generate_samples(problems, backend, gen_cfg, mode)
+        samples, stats = generate_samples(problems, backend, gen_cfg, mode, journal_dir=journal_dir,
+                                          label=f"{stage}-{benchmark.name}")
+        journals.append(stats.pop("journal"))
         write_jsonl(tmp / f"{benchmark.name}.samples.jsonl", samples)
         report = evaluate_samples(benchmark, samples, workers=cfg.workers or None, timeout=cfg.timeout_s,
                                   ks=tuple(cfg.ks), unsafe_rlimits_only=cfg.unsafe_rlimits_only,
@@ -74,6 +86,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
         click.echo(f"{section}/{role}: {benchmark.name}: {scores[benchmark.name]} "
                    f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)", err=True)
     result = {**scores, "provenance": {
+        **verdict_provenance(gen_cfg, mode, backend, cfg.timeout_s),
         "role": role, "model": model_provenance(model), "base_model": base_model,
         "decoding": decoding_settings(gen_cfg, mode, backend.name, getattr(backend, "dtype", None)), "datasets": datasets, "runs": runs,
         "params": {"generate": to_dict(gen_cfg), section: to_dict(cfg)},
@@ -82,6 +95,8 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
         shutil.rmtree(out)
     tmp.rename(out)
     write_json(metrics, result)
+    for journal in journals:
+        journal.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

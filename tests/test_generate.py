@@ -113,6 +113,26 @@ def test_progress_on_stderr_and_the_resolved_dtype_is_recorded(tiny_model_dir: P
     assert decoding_settings(cfg(dtype="auto"), "completion", "hf", backend.dtype)["dtype"] == backend.dtype
 
 
+def test_journal_resumes_only_the_same_run(tiny_backend: HFBackend, humaneval, tmp_path: Path) -> None:
+    """A journal serves the run that wrote it, survives a torn last line, and nothing else."""
+    problems = humaneval.problems[:3]
+    settings = cfg(batch_size=1)
+    first, stats = generate_samples(problems, tiny_backend, settings, "completion", journal_dir=tmp_path)
+    assert stats["resumed_samples"] == 0 and stats["generated_samples"] == 3
+    journal = stats["journal"]
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])  # killed while writing the third
+    again, stats = generate_samples(problems, tiny_backend, settings, "completion", journal_dir=tmp_path)
+    assert (stats["resumed_samples"], stats["generated_samples"]) == (2, 1)
+    assert again == first
+    assert len(journal.read_text().splitlines()) == 4  # the torn line is closed, the batch written after it
+    _, stats = generate_samples(problems, tiny_backend, settings, "completion", journal_dir=tmp_path)
+    assert stats["resumed_samples"] == 3 and stats["generated_tokens"] == 0
+    _, other = generate_samples(problems, tiny_backend, cfg(batch_size=1, max_new_tokens=23), "completion",
+                                journal_dir=tmp_path)
+    assert other["resumed_samples"] == 0 and other["journal"] != journal
+
+
 # ---------------------------------------------------------------------------------------
 # The endpoint backend over real HTTP
 
@@ -134,12 +154,12 @@ def _canonical_responder(humaneval, mode: str, wrong: set[str] = frozenset()):
 
 
 @pytest.mark.parametrize("mode", ["instruct", "completion"])
-def test_endpoint_backend_end_to_end(humaneval, mode: str) -> None:
+def test_endpoint_backend_end_to_end(humaneval, mode: str, tmp_path: Path) -> None:
     problems = humaneval.problems[:5]
     wrong = {problems[1].task_id, problems[3].task_id}
     with FakeServer(responder=_canonical_responder(humaneval, mode, wrong)) as server:
         settings = cfg(backend="openai", base_url=server.base_url, api_model="served-model", max_new_tokens=512)
-        backend = make_backend(settings, "served-model")
+        backend = make_backend(settings, "served-model", cache_path=tmp_path / "cache.sqlite")
         assert isinstance(backend, OpenAIBackend)
         samples, _ = generate_samples(problems, backend, settings, mode)
         bodies = [r for r in server.requests if "prompt" in r]
@@ -156,6 +176,29 @@ def test_endpoint_backend_end_to_end(humaneval, mode: str) -> None:
     passed = {r["task_id"]: r["passed"] for r in report.results}
     assert passed == {p.task_id: p.task_id not in wrong for p in problems}
     assert report.pass_at_k["pass@1"] == pytest.approx(0.6)
+
+
+def test_endpoint_journal_resumes_without_requests(humaneval, tmp_path: Path) -> None:
+    """Journaled tasks are not asked for again, not even of the cache (here: deleted)."""
+    problems = humaneval.problems[:4]
+    with FakeServer(responder=_canonical_responder(humaneval, "completion")) as server:
+        settings = cfg(backend="openai", base_url=server.base_url, api_model="served", max_new_tokens=512)
+        backend = make_backend(settings, "served", cache_path=tmp_path / "cache.sqlite")
+        first, stats = generate_samples(problems, backend, settings, "completion", journal_dir=tmp_path / "j")
+        assert server.count("/v1/completions") == 4 and stats["llm"]["requests"] == 4
+        (tmp_path / "cache.sqlite").unlink()
+        again, stats = generate_samples(problems, backend, settings, "completion", journal_dir=tmp_path / "j")
+        assert server.count("/v1/completions") == 4
+    assert stats["resumed_samples"] == 4 and again == first
+
+
+def test_endpoint_wrong_route_names_the_generate_keys(humaneval, tmp_path: Path) -> None:
+    with FakeServer() as server:
+        settings = cfg(backend="openai", base_url=server.base_url.replace("/v1", "/v2"), api_model="served")
+        backend = make_backend(settings, "served", cache_path=tmp_path / "cache.sqlite")
+        with pytest.raises(ConfigError, match=r"params: generate.api_model: 'served' or generate.base_url .*/v2 "
+                                              r"not found \(HTTP 404"):
+            generate_samples(humaneval.problems[:3], backend, settings, "completion")
 
 
 # ---------------------------------------------------------------------------------------

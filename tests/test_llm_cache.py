@@ -328,3 +328,16 @@ def _log_row(key: str):
     from evolcoder.llm.cache import CallLog
 
     return CallLog("t", "openai", "fake", key, False)
+
+
+def test_stop_strings_key_only_requests_that_have_them() -> None:
+    """Adding `stop` kept every existing key: caches filled before it still answer the rounds."""
+    import hashlib
+
+    request = ChatRequest.user("Write fizzbuzz.", temperature=0.7, top_p=0.95, max_tokens=64, seed=3)
+    before = {"provider": "openai", "model": "m", "messages": [["user", "Write fizzbuzz."]], "temperature": 0.7,
+              "top_p": 0.95, "max_tokens": 64, "seed": 3}
+    expected = hashlib.sha256(json.dumps(before, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    assert request.cache_key("openai", "m") == expected
+    stopped = ChatRequest.user("Write fizzbuzz.", temperature=0.7, top_p=0.95, max_tokens=64, seed=3, stop=("\ndef ",))
+    assert stopped.cache_key("openai", "m") != expected

@@ -91,7 +91,20 @@ def eval_section(base: Any, tuned: Any, dev: Any) -> list[str]:
                 f"({modes[0]} vs {modes[1]}); set `generate.base_mode` equal to `generate.mode`."]
     for bench, scores in sorted(dev_scores.items()):
         out += ["", f"Dev set ({bench}): " + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(scores.items()))]
-    return out
+    lines = [line for label, m in (("base", base), ("fine-tuned", tuned), ("dev", dev)) if (line := _verdict(label, m))]
+    return out + (["", "What decided the verdicts:", ""] + lines if lines else [])
+
+
+def _verdict(label: str, metrics: Any) -> str | None:
+    """One line of an eval metrics file's verdict provenance: prompt, backend, dtype, versions, time limit."""
+    prov = (metrics or {}).get("provenance") or {}
+    if "prompt_style" not in prov:
+        return None
+    batch = f", batch {prov['batch_size']}" if prov.get("batch_size") else ""
+    versions = ", ".join(f"{k} {v}" for k, v in sorted((prov.get("versions") or {}).items()))
+    limit = (prov.get("time_limit") or {}).get("timeout_s")
+    return (f"- {label}: prompt `{prov['prompt_style']}`, {prov.get('backend')} {prov.get('dtype')}{batch}; "
+            f"{versions}; time limit floor eval.timeout_s = {limit} s")
 
 
 def _decoding(metrics: Any) -> str:

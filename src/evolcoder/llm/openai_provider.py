@@ -97,12 +97,13 @@ class OpenAIProvider:
     """One `AsyncOpenAI` client with a connection pool sized for `llm.concurrency`."""
 
     name = "openai"
+    params_keys = ("llm.model", "llm")  # what an error message names
 
     def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0,
-                 concurrency: int = 8, transport: str = "auto") -> None:
+                 concurrency: int = 8, transport: str = "auto", api_key: str | None = None) -> None:
         self.model = model
         self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self._api_key = api_key_for(self._base_url)  # fail before any work, not at the first miss
+        self._api_key = api_key or api_key_for(self._base_url)  # fail before any work, not at the first miss
         self._timeout_s = timeout_s
         self._concurrency = concurrency
         self.transport = "aiohttp" if transport == "auto" and _aiohttp_available() else "httpx"
@@ -136,13 +137,19 @@ class OpenAIProvider:
             "max_tokens": request.max_tokens,
             "seed": request.seed,
         }
+        return completion_from_json(await self._post("/chat/completions", body))
+
+    async def _post(self, route: str, body: dict[str, Any]) -> Any:
+        """The JSON answer, with the SDK's errors translated into what the client acts on."""
         try:
-            response = await self.client.post("/chat/completions", body=body, cast_to=object)
+            return await self.client.post(route, body=body, cast_to=object)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ConfigError(f"{self._where()} rejected the API key from OPENAI_API_KEY "
                               f"(HTTP {exc.status_code}): {exc.message}") from exc
         except openai.NotFoundError as exc:
-            raise ConfigError(f"params: llm.model: {self.model!r} or llm.base_url {self._where()} not found "
+            model_key, section = self.params_keys
+            model = getattr(self, "api_model", self.model)
+            raise ConfigError(f"params: {model_key}: {model!r} or {section}.base_url {self._where()} not found "
                               f"(HTTP 404; does base_url end in /v1?): {exc.message}") from exc
         except openai.APIStatusError as exc:
             raise status_error(exc, self._where()) from exc
@@ -150,7 +157,6 @@ class OpenAIProvider:
             raise connection_error(exc, self._where()) from exc
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             raise TransientError(f"malformed response: {exc}", cause="malformed") from exc
-        return completion_from_json(response)
 
     def _where(self) -> str:
         return self._base_url or "api.openai.com"
@@ -163,6 +169,44 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+class OpenAICompletionsProvider(OpenAIProvider):
+    """Raw `/v1/completions` (eval generation): the request's one message is the prompt, verbatim.
+
+    Not chat: a model is scored on exactly the prompt it was trained or asked with, never a
+    server's chat template around it. `model` is the name the cache knows (it may carry the
+    served weights' fingerprint), `api_model` the name sent. An empty text is an answer here
+    (a model may stop at once, greedily, every time), so it is returned, not retried.
+    """
+
+    name = "openai-completions"
+    params_keys = ("generate.api_model", "generate")
+
+    def __init__(self, model: str, *, api_model: str, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.api_model = api_model
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        body: dict[str, Any] = {"model": self.api_model, "prompt": request.messages[-1][1],
+                                "temperature": request.temperature, "top_p": request.top_p,
+                                "max_tokens": request.max_tokens, "seed": request.seed}
+        if request.stop:
+            body["stop"] = list(request.stop)
+        return text_completion_from_json(await self._post("/completions", body))
+
+
+def text_completion_from_json(data: Any) -> Completion:
+    """Text, token usage and finish reason of a `/v1/completions` body (one choice)."""
+    try:
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return Completion(text=choice.get("text") or "", prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0),
+                          finish_reason=choice.get("finish_reason"))
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise TransientError(f"malformed response: no choices in {str(data)[:200]!r}",
+                             cause="malformed") from exc
 
 
 def status_error(exc: "openai.APIStatusError", where: str) -> Exception:
