@@ -59,23 +59,23 @@ def _calls_test(node: ast.stmt) -> bool:
             and isinstance(node.value.func, ast.Name) and node.value.func.id.startswith("test"))
 
 
-def _tests_in(body: list[ast.stmt], origin: str, start: int) -> list[Test]:
+def _tests_in(body: list[ast.stmt], origin: str) -> list[Test]:
     tests = []
     for node in body:
         if isinstance(node, ast.Assert):
-            tests.append(Test(f"{origin} assert {start + len(tests) + 1}", ast.unparse(node), origin))
+            tests.append(Test(f"{origin} assert", ast.unparse(node), origin))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
             if not node.args.args and not isinstance(node, ast.AsyncFunctionDef):
                 tests.append(Test(node.name, f"{ast.unparse(node)}\n{node.name}()", origin))
         elif _is_main_guard(node):
-            tests += _tests_in(node.body, origin, start + len(tests))
+            tests += _tests_in(node.body, origin)
     return tests
 
 
 def split_module(source: str, origin: str) -> tuple[list[ast.stmt], list[Test]]:
     """Statements that are not tests (main guards and calls of test functions dropped), and the tests."""
     body = ast.parse(source).body
-    tests = _tests_in(body, origin, 0)
+    tests = _tests_in(body, origin)
     test_names = {t.name for t in tests}
     rest = [node for node in body if not isinstance(node, ast.Assert) and not _is_main_guard(node)
             and not _calls_test(node)
@@ -90,10 +90,9 @@ def split_answer(answer: str) -> Split:
     for block in code_blocks(answer):
         rest, found = split_module(block, "answer")
         statements += rest
-        tests += [Test(f"answer assert {len(tests) + i + 1}" if t.name.startswith("answer assert") else t.name,
-                       t.source, t.origin) for i, t in enumerate(found)]
+        tests += found
     code = ast.unparse(ast.Module(body=statements, type_ignores=[])) if statements else None
-    return Split(code if code and _compiles(code) else None, tuple(tests))
+    return Split(code if code and _compiles(code) else None, _numbered(tests, "answer"))
 
 
 def written_tests(text: str) -> tuple[Test, ...]:
@@ -103,10 +102,19 @@ def written_tests(text: str) -> tuple[Test, ...]:
     for block in code_blocks(text):
         rest, found = split_module(block, "llm")
         imports = "\n".join(ast.unparse(n) for n in rest if isinstance(n, (ast.Import, ast.ImportFrom)))
-        for t in found:
-            name = f"llm assert {len(tests) + 1}" if t.name.startswith("llm assert") else t.name
-            tests.append(Test(name, f"{imports}\n{t.source}" if imports else t.source, "llm"))
-    return tuple(tests)
+        tests += [Test(t.name, f"{imports}\n{t.source}" if imports else t.source, "llm") for t in found]
+    return _numbered(tests, "llm")
+
+
+def _numbered(tests: list[Test], origin: str) -> tuple[Test, ...]:
+    """Asserts named by their place among all asserts (`answer assert 2`), test functions by name."""
+    out, n = [], 0
+    for t in tests:
+        if t.name.startswith(f"{origin} assert"):
+            n += 1
+            t = Test(f"{origin} assert {n}", t.source, t.origin)
+        out.append(t)
+    return tuple(out)
 
 
 def _compiles(code: str) -> bool:
