@@ -22,7 +22,8 @@ from dvcproject import make_project, ran, sh
 from fakeserver import EVOL_PREFIX, FakeServer
 from test_dvc_rounds import loopback_params
 
-from evolcoder.config import EvolConfig, LLMConfig
+from evolcoder.config import EvolConfig, LLMConfig, build
+from evolcoder.errors import ConfigError
 from evolcoder.evolution.checks import split_answer, written_tests
 from evolcoder.evolution.mutants import mutants
 from evolcoder.evolution.plan import RoundPlan, round_plan
@@ -229,6 +230,9 @@ def test_plan_omits_verification_when_off(tmp_path: Path) -> None:
     on.to_file(tmp_path / "on.json")
     assert RoundPlan.from_file(tmp_path / "on.json") == on and on.verify.mutants == 3
     assert "{instruction}" in on.verify.tests_template
+    assert build(EvolConfig, {"verify": False}, "evol").verify == "off"  # YAML 1.1 reads a bare `off` as false
+    with pytest.raises(ConfigError, match="evol.verify"):
+        build(EvolConfig, {"verify": True}, "evol")
 
 
 def test_tests_are_cut_out_of_the_answer_and_mutants_differ() -> None:

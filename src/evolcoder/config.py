@@ -77,7 +77,7 @@ class EvolConfig:
     drop_truncated: bool = _help(
         "Eliminate evolutions whose instruction or response was cut off at llm.max_tokens "
         "(not a WizardLM rule; off reproduces the paper's filter exactly).", True)
-    verify: Literal["off", "tests", "tests+mutants"] = _help(
+    verify: Literal["off", "tests", "tests+mutants"] | bool = _help(
         "Execution-verify each answer in the sandbox: `tests` runs the answer's own asserts/test "
         "functions and unit tests an extra LLM call writes from the evolved instruction alone; "
         "`tests+mutants` also requires those tests to kill one of evol.verify_mutants AST mutants of "
@@ -99,6 +99,9 @@ class EvolConfig:
 
     def validate(self) -> None:
         _check(self.rounds >= 0, "evol.rounds", "must be >= 0")
+        if isinstance(self.verify, bool):  # YAML 1.1 (and `dvc exp run -S evol.verify=off`) read a bare off as false
+            _check(not self.verify, "evol.verify", "must be off, tests or tests+mutants, got true")
+            object.__setattr__(self, "verify", "off")
         _check(self.verify_attempts >= 0, "evol.verify_attempts", "must be >= 0")
         _check(self.verify_mutants >= 1, "evol.verify_mutants", "must be >= 1")
         _check(self.verify_timeout_s > 0, "evol.verify_timeout_s", "must be > 0")

@@ -173,8 +173,6 @@ class RoundRunner:
         self.sampling = {"temperature": plan.evolver.temperature, "top_p": plan.evolver.top_p,
                          "max_tokens": plan.evolver.max_tokens}
         self.base_seed = plan.evolver.seed
-        if plan.verify is not None and verifier is None:
-            raise ValueError(f"round {plan.round} verifies answers (evol.verify) but got no sandbox")
         self.verifier = verifier if plan.verify is not None else None
 
     def _request(self, content: str, item_id: str, purpose: str) -> ChatRequest:
@@ -259,6 +257,13 @@ class RoundRunner:
         the endpoint is down (the client's circuit breaker) or misconfigured, the rest is
         cancelled at once: those requests would only fail too.
         """
+        if self.plan.verify is not None and self.verifier is None:  # a caller without a sandbox of its own
+            self.verifier = Verifier.start(self.plan.verify, workers=2)
+            try:
+                return await self.run(items, progress)
+            finally:
+                self.verifier.close()
+                self.verifier = None
         start = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(items)
         stopped: list[BudgetExhausted] = []
