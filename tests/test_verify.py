@@ -299,7 +299,10 @@ def test_turning_verification_on_reuses_every_evolve_and_answer(tmp_path: Path) 
         evol = json.loads((project / "metrics/evol.json").read_text())
         assert evol["per_round"]["r1"]["verify_items"] == 4 and "verified_fraction" in evol["per_round"]["r2"]
         rows = json.loads((project / "metrics/evol_rounds.json").read_text())
-        assert [r.get("verified_fraction") is not None for r in rows] == [False, True, True]
+        assert [r["verified_fraction"] is not None for r in rows] == [False, True, True]
+        plots = sh(project, "dvc", "plots", "show", "--json").stdout
+        drawn = json.loads(plots[plots.index("{"):])["data"]["verification by round"][0]["content"]["data"]["values"]
+        assert {(v["round"], v["field"]) for v in drawn} >= {(2, "verified_fraction"), (2, "mutant_kill_rate")}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
