@@ -243,6 +243,9 @@ def test_tests_are_cut_out_of_the_answer_and_mutants_differ() -> None:
     assert [t.name for t in split.tests] == ["test_f", "answer assert 1", "answer assert 2"]
     assert written_tests("```python\nimport math\ndef f(x): return 0\nassert f(1) == 2\n```")[0].source == \
         "import math\nassert f(1) == 2"
+    cut_off = written_tests("Tests:\n```python\nassert g(1) == 2\nassert g(2) == 4\nassert g([1, 2,")
+    assert [t.source for t in cut_off] == ["assert g(1) == 2", "assert g(2) == 4"]  # stopped at max_tokens
+    assert split_answer("The answer is to sort the list first.").solution is None
     found = mutants(split.solution, 8, seed=1)
     assert len({src for _, src in found}) == len(found) >= 4
     assert all(src != split.solution for _, src in found)

@@ -34,11 +34,29 @@ class Split:
 
 
 def code_blocks(text: str) -> list[str]:
-    """Python fenced blocks that parse; without fences, the whole text when it parses as code."""
-    blocks = [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS]
-    if not blocks and "```" not in text:
-        blocks = [text]
-    return [b for b in blocks if _parses(b) and b.strip()]
+    """Python fenced blocks (a last one left open counts: completions stop at max_tokens), each cut
+    to its longest prefix of whole lines that parses; without fences, the whole text if it parses."""
+    closed = _FENCE.findall(text)
+    blocks = [body for tag, body in closed if tag.lower() in _PYTHON_TAGS]
+    tail = text.split("```")
+    if len(tail) % 2 == 0:  # an odd number of fences: the last block never closed
+        tag, _, body = tail[-1].partition("\n")
+        if tag.strip().lower() in _PYTHON_TAGS:
+            blocks.append(body)
+    blocks = [b for b in map(_parsable_prefix, blocks) if b.strip()]
+    if not closed and len(tail) == 1 and _parses(text) and text.strip():
+        blocks = [text]  # unfenced: only when all of it is code, else prose would pass for a program
+    return blocks
+
+
+def _parsable_prefix(source: str) -> str:
+    """The source without the trailing lines that keep it from parsing (a cut-off last statement)."""
+    lines = source.splitlines()
+    for end in range(len(lines), 0, -1):
+        candidate = "\n".join(lines[:end])
+        if _parses(candidate):
+            return candidate
+    return ""
 
 
 def _parses(source: str) -> bool:
