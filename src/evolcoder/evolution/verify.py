@@ -127,10 +127,10 @@ class Verifier:
         if stage != "ran":
             return Verdict(FAILED, "(solution)", error)
         by_name = {t.name: t for t in tests}
-        counted = tuple(by_name[n] for n, status, _ in rows if status == "ok" or by_name[n].origin == "answer"
-                        or status == "fail")
-        failing = [(n, e) for n, status, e in rows if status == "fail" or (status == "unusable"
-                                                                          and by_name[n].origin == "answer")]
+        usable = [(by_name[n], status, e) for n, status, e in rows
+                  if status != "unusable" or by_name[n].origin == "answer"]
+        counted = tuple(test for test, _, _ in usable)
+        failing = [(test.name, e) for test, status, e in usable if status != "ok"]
         if failing:
             return Verdict(FAILED, failing[0][0], failing[0][1], counted)
         if not counted:
