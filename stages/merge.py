@@ -45,9 +45,12 @@ def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, 
     write_card(card, render_card(merge_metrics, to_dict(cfg), seed_cfg.path, len(rounds)))
     write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats}})
     seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
-    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed)}]
-    rows += [{"round": s["round"], "mean_instruction_words": s["mean_instruction_words"], "kept": s["kept"]}
-             for s in stats]
+    # evol.verify's figures, in every row once any round has them (dvc plots fails on a missing key)
+    verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s for s in stats)]
+    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed),
+             **dict.fromkeys(verify)}]
+    rows += [{"round": s["round"], "mean_instruction_words": s["mean_instruction_words"], "kept": s["kept"],
+              **{k: s.get(k) for k in verify}} for s in stats]
     write_json(evol_plot, rows)
     click.echo(f"merge: {result.metrics['records_out']} training records "
                f"({result.metrics['dropped_total']} dropped: {result.metrics['dropped']})")

@@ -12,11 +12,12 @@ import asyncio
 import click
 from _common import stage_main
 
-from evolcoder.config import LLMConfig, load_section
+from evolcoder.config import EvolConfig, LLMConfig, load_section
 from evolcoder.errors import DataError, RoundIncomplete
 from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
 from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.rounds import RoundRunner
+from evolcoder.evolution.verify import Verifier
 from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.client import make_client
 
@@ -40,17 +41,27 @@ def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir:
     if is_marker(items):
         raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
     transport = load_section(LLMConfig, "llm", params)
-    asyncio.run(_run(plan, transport, items, model_dir, out_dir, progress))
+    verifier = None
+    if plan.verify is not None:  # before any LLM call: a machine that cannot contain code fails first
+        evol = load_section(EvolConfig, "evol", params)
+        verifier = Verifier.start(plan.verify, evol.verify_workers, evol.verify_unsafe_rlimits_only)
+        click.echo(f"round {plan.round}: verifying answers ({plan.verify.mode}) in the sandbox: "
+                   f"{verifier.containment}")
+    try:
+        asyncio.run(_run(plan, transport, items, model_dir, out_dir, progress, verifier))
+    finally:
+        if verifier is not None:
+            verifier.close()
 
 
 async def _run(plan: RoundPlan, transport: LLMConfig, items: list, model_dir: str | None, out_dir: str,
-               progress: bool) -> None:
+               progress: bool, verifier: Verifier | None) -> None:
     """The client comes from the plan's evolver; params supply only transport (concurrency, cache...)."""
     llm = plan.evolver.llm_config(transport)
     client = make_client(llm, stage=f"round@{plan.round}",
                          model_path=model_dir if llm.provider == "transformers" else None)
     try:
-        result = await RoundRunner(plan, client).run(items, progress=progress)
+        result = await RoundRunner(plan, client, verifier).run(items, progress=progress)
     finally:
         await client.aclose()
     stats = result.stats()
@@ -58,6 +69,9 @@ async def _run(plan: RoundPlan, transport: LLMConfig, items: list, model_dir: st
                f"{stats['failed']} failed ({stats['failed_permanent']} rejected by the endpoint) of "
                f"{stats['items_in']}; {stats.get('llm_requests', 0)} requests, "
                f"{stats.get('llm_cache_hits', 0)} cache hits, {stats.get('llm_retries', 0)} retries")
+    if "verified_fraction" in stats:
+        click.echo(f"round {plan.round}: verified {stats['verified_fraction']:.0%} of {stats['verify_items']} "
+                   f"answers {stats['verify_by_status']}; mutant kill rate {stats['mutant_kill_rate']}")
     problem = result.incomplete(llm.max_failed_fraction)
     if problem:
         raise RoundIncomplete(problem)

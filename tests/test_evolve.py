@@ -45,7 +45,7 @@ def _llm(server: FakeServer, tmp: Path, **kw) -> LLMConfig:
 
 
 def _run(llm: LLMConfig, items: list[dict], round_no: int = 1, evol: EvolConfig | None = None):
-    plan = round_plan(evol or EvolConfig(rounds=3), llm, round_no)
+    plan = round_plan(evol or EvolConfig(rounds=3, verify="off"), llm, round_no)  # the paper: 2 calls an item
 
     async def go():
         client = make_client(llm, stage=f"round@{round_no}")
@@ -140,7 +140,7 @@ def test_truncated_rewrites_and_answers_are_eliminated_unless_switched_off(tmp_p
 
     with FakeServer(responder=responder) as server:
         dropped = _run(_llm(server, tmp_path / "on"), items)
-        kept = _run(_llm(server, tmp_path / "off"), items, evol=EvolConfig(rounds=3, drop_truncated=False))
+        kept = _run(_llm(server, tmp_path / "off"), items, evol=EvolConfig(rounds=3, verify="off", drop_truncated=False))
         cached = _run(_llm(server, tmp_path / "on"), items)
     reasons = [o.reason for o in dropped.outcomes]
     assert reasons == ["truncated at llm.max_tokens (evolved instruction)",
@@ -160,7 +160,7 @@ def test_llm_equality_check_is_an_extra_call_behind_a_param(tmp_path: Path) -> N
         return default_responder(messages)
 
     with FakeServer(responder=responder) as server:
-        result = _run(_llm(server, tmp_path), items, evol=EvolConfig(rounds=3, llm_equality_check=True))
+        result = _run(_llm(server, tmp_path), items, evol=EvolConfig(rounds=3, verify="off", llm_equality_check=True))
         assert server.count("/v1/chat/completions") == 6
     assert all(o.reason == "no information gain (LLM judged equal)" for o in result.outcomes)
 
@@ -212,7 +212,7 @@ def test_round_stage_killed_with_sigkill_repeats_no_saved_request(tmp_path: Path
     log = tmp_path / "server.jsonl"
     with subprocess_server(latency=0.05, log_path=str(log)) as base_url:
         params = tmp_path / "params.yaml"
-        params.write_text(json.dumps({"evol": {"rounds": 1}, "llm": {
+        params.write_text(json.dumps({"evol": {"rounds": 1, "verify": "off"}, "llm": {
             "provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 2,
             "cache": str(tmp_path / "cache.sqlite")}}))
         plan = tmp_path / "plan" / "round_1.json"

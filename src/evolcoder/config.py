@@ -77,9 +77,36 @@ class EvolConfig:
     drop_truncated: bool = _help(
         "Eliminate evolutions whose instruction or response was cut off at llm.max_tokens "
         "(not a WizardLM rule; off reproduces the paper's filter exactly).", True)
+    verify: Literal["off", "tests", "tests+mutants"] | bool = _help(
+        "Execution-verify each answer in the sandbox: `tests` runs the answer's own asserts/test "
+        "functions and unit tests an extra LLM call writes from the evolved instruction alone; "
+        "`tests+mutants` also requires those tests to kill one of evol.verify_mutants AST mutants of "
+        "the solution; `off` is the paper's recipe (nothing is run).", "tests")
+    verify_eliminate: bool = _help(
+        "Eliminate items that fail verification; false only measures (verdicts and figures are "
+        "recorded, nothing is dropped and nothing is answered again).", False)
+    verify_attempts: int = _help(
+        "Re-answers, each with a different seed, of an item that fails verification before it is "
+        "eliminated (0 = eliminate at the first failure).", 1)
+    verify_mutants: int = _help("Mutants per solution with `tests+mutants` (K).", 4)
+    verify_timeout_s: float = _help("Sandbox time limit per item (solution + all its tests), seconds.", 5.0)
+    verify_memory_mb: int = _help("Sandbox memory limit per item, MiB.", 512)
+    verify_workers: int = _help("Sandbox worker processes running items in parallel (transport: never "
+                                "enters the plan).", 2)
+    verify_unsafe_rlimits_only: bool = _help(
+        "Verify even where the sandbox can only apply rlimits (no namespaces: model code could touch "
+        "your files and the network). Transport: never enters the plan.", False)
 
     def validate(self) -> None:
         _check(self.rounds >= 0, "evol.rounds", "must be >= 0")
+        if isinstance(self.verify, bool):  # YAML 1.1 (and `dvc exp run -S evol.verify=off`) read a bare off as false
+            _check(not self.verify, "evol.verify", "must be off, tests or tests+mutants, got true")
+            object.__setattr__(self, "verify", "off")
+        _check(self.verify_attempts >= 0, "evol.verify_attempts", "must be >= 0")
+        _check(self.verify_mutants >= 1, "evol.verify_mutants", "must be >= 1")
+        _check(self.verify_timeout_s > 0, "evol.verify_timeout_s", "must be > 0")
+        _check(self.verify_memory_mb >= 64, "evol.verify_memory_mb", "must be >= 64")
+        _check(self.verify_workers >= 1, "evol.verify_workers", "must be >= 1")
         _check_methods(self.methods, "evol.methods")
         for key, override in self.per_round.items():
             _check(key.startswith("r") and key[1:].isdigit() and int(key[1:]) >= 1,

@@ -41,9 +41,13 @@ class MergeResult:
 
 
 def _train_record(record: dict[str, Any], round_no: int) -> dict[str, Any]:
-    return {"id": record["id"], "instruction": record["instruction"], "input": record.get("input", ""),
-            "output": record.get("output", ""), "round": record.get("round", round_no),
-            "method": record.get("method"), "parent_id": record.get("parent_id")}
+    """The training fields; `tests` (execution-verified records) passes through when present."""
+    row = {"id": record["id"], "instruction": record["instruction"], "input": record.get("input", ""),
+           "output": record.get("output", ""), "round": record.get("round", round_no),
+           "method": record.get("method"), "parent_id": record.get("parent_id")}
+    if "tests" in record:
+        row["tests"] = record["tests"]
+    return row
 
 
 def merge(seed: list[dict[str, Any]], rounds: list[list[dict[str, Any]]], checker: Decontaminator,

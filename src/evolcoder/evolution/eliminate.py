@@ -123,3 +123,17 @@ def check_response(response: str, min_sorry_words: int, finish_reason: str | Non
     """Rules that look at the generated answer; `finish_reason` as for `check_instruction`."""
     return (vacuous_response(response) or sorry_response(response, min_sorry_words)
             or truncated(finish_reason, "response"))
+
+
+VERIFY_RULES = {"failed": "verify: tests failed", "timed out": "verify: timed out",
+                "no runnable code": "verify: no runnable code", "no tests": "verify: no tests",
+                "tests assert nothing": "verify: tests assert nothing"}
+
+
+def failed_verification(status: str, test: str = "", error: str = "") -> Reason | None:
+    """An answer that did not pass execution verification (evol.verify), one rule per verdict;
+    the detail names the failing test and its error."""
+    if status == "passed":
+        return None
+    detail = f"{test}: {error}" if test and error else test or error
+    return Reason(VERIFY_RULES[status], detail[:300])

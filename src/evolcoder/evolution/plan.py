@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from evolcoder.config import EvolConfig, LLMConfig, build
 from evolcoder.errors import ConfigError
@@ -59,6 +59,20 @@ class Elimination:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """Execution verification of answers (`evol.verify*`); absent from the plan when off, so
+    plans written before it existed stay byte-identical."""
+
+    mode: Literal["tests", "tests+mutants"]
+    eliminate: bool
+    attempts: int
+    mutants: int
+    timeout_s: float
+    memory_mb: int
+    tests_template: str
+
+
+@dataclass(frozen=True)
 class RoundPlan:
     """Everything that decides one round's output; an inactive slot carries only its number."""
 
@@ -71,9 +85,12 @@ class RoundPlan:
     equality_template: str = ""
     elimination: Elimination | None = None
     evolver: Evolver | None = None
+    verify: Verification | None = None
 
     def to_file(self, path: str | Path) -> None:
         data = dataclasses.asdict(self)
+        if self.verify is None:
+            del data["verify"]
         write_json(path, data if self.active else {"round": self.round, "active": False})
 
     @classmethod
@@ -129,7 +146,17 @@ def round_plan(evol: EvolConfig, llm: LLMConfig, round_no: int) -> RoundPlan:
                                 similarity_threshold=evol.similarity_threshold),
         evolver=Evolver(provider=llm.provider, model=llm.model, base_url=llm.base_url,
                         temperature=llm.temperature, top_p=llm.top_p, max_tokens=llm.max_tokens,
-                        seed=llm.seed, dtype=llm.dtype, prompt_format=prompt_format(llm.provider)))
+                        seed=llm.seed, dtype=llm.dtype, prompt_format=prompt_format(llm.provider)),
+        verify=verification(evol))
+
+
+def verification(evol: EvolConfig) -> Verification | None:
+    """The output-affecting verify settings; workers and the rlimits opt-in are transport."""
+    if evol.verify == "off":
+        return None
+    return Verification(mode=evol.verify, eliminate=evol.verify_eliminate, attempts=evol.verify_attempts,
+                        mutants=evol.verify_mutants, timeout_s=evol.verify_timeout_s,
+                        memory_mb=evol.verify_memory_mb, tests_template=defaults()["tests_template"])
 
 
 def check_slots(evol: EvolConfig, slots: int) -> None:

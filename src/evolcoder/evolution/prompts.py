@@ -36,3 +36,8 @@ def paper_prompt(method: str, question: str) -> str:
     """The paper's prompt for one of its five heuristics, by name (tests, benchmarks)."""
     texts = defaults()
     return evol_prompt(texts["template"], texts["heuristics"][method], question)
+
+
+def tests_prompt(template: str, instruction: str) -> str:
+    """The test-writing prompt of execution verification: the evolved instruction only."""
+    return template.format(instruction=instruction)

@@ -29,7 +29,9 @@ from tqdm import tqdm
 from evolcoder.errors import BudgetExhausted, EndpointDown, LLMError
 from evolcoder.evolution import eliminate
 from evolcoder.evolution.plan import RoundPlan
-from evolcoder.evolution.prompts import equality_prompt, evol_prompt
+from evolcoder.evolution.checks import written_tests
+from evolcoder.evolution.prompts import equality_prompt, evol_prompt, tests_prompt
+from evolcoder.evolution.verify import Verdict, Verifier
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import CallResult, LLMClient
 from evolcoder.records import child_record
@@ -67,13 +69,18 @@ class Outcome:
     evolved_instruction: str | None = None
     cause: str | None = None  # failed: why, in one word (server_error, timeout, empty, invalid_request...)
     permanent: bool = False  # failed: the endpoint rejected the request, a re-run would not help
+    verdict: Verdict | None = None  # evol.verify: the last answer's verification
+    reanswers: int = 0  # evol.verify_attempts used
 
     def record(self) -> dict[str, Any]:
-        return {"id": self.item["id"], "status": self.status, "method": self.method,
-                "reason": self.reason, "rule": self.rule, "cause": self.cause,
-                "child_id": self.child["id"] if self.child else None,
-                "evolved_instruction": self.evolved_instruction,
-                "response": self.child["output"] if self.child else None}
+        out = {"id": self.item["id"], "status": self.status, "method": self.method,
+               "reason": self.reason, "rule": self.rule, "cause": self.cause,
+               "child_id": self.child["id"] if self.child else None,
+               "evolved_instruction": self.evolved_instruction,
+               "response": self.child["output"] if self.child else None}
+        if self.verdict is not None:
+            out["verify"] = {**self.verdict.record(), "reanswers": self.reanswers}
+        return out
 
 
 @dataclass
@@ -82,6 +89,7 @@ class RoundResult:
     outcomes: list[Outcome]
     usage: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+    verifying: bool = False
 
     def pool(self) -> list[dict[str, Any]]:
         """Next round's input: kept children, and the parents of everything else."""
@@ -112,6 +120,22 @@ class RoundResult:
                 sum(len(p["instruction"].split()) for p in self.pool()) / max(1, len(self.outcomes)), 2),
             "wall_s": round(self.wall_s, 3),
             **{f"llm_{k}": v for k, v in self.usage.items()},
+            **self.verify_stats(),
+        }
+
+    def verify_stats(self) -> dict[str, Any]:
+        """Verification figures, only when the round verified (a round without it keeps its bytes)."""
+        verdicts = [o.verdict for o in self.outcomes if o.verdict is not None]
+        if not self.verifying:
+            return {}
+        mutated = [v for v in verdicts if v.mutant_details]
+        runnable = sum(v.mutants for v in mutated)
+        return {
+            "verify_items": len(verdicts),
+            "verify_by_status": dict(sorted(Counter(v.status for v in verdicts).items())),
+            "verify_reanswers": sum(o.reanswers for o in self.outcomes),
+            "verified_fraction": round(sum(v.passed for v in verdicts) / len(verdicts), 4) if verdicts else 0.0,
+            "mutant_kill_rate": round(sum(v.killed for v in mutated) / runnable, 4) if runnable else None,
         }
 
     def incomplete(self, max_failed_fraction: float = 0.0) -> str | None:
@@ -137,7 +161,7 @@ class RoundResult:
 class RoundRunner:
     """Evolves a list of items with one plan through one LLM client."""
 
-    def __init__(self, plan: RoundPlan, client: LLMClient) -> None:
+    def __init__(self, plan: RoundPlan, client: LLMClient, verifier: Verifier | None = None) -> None:
         if not plan.active or plan.evolver is None or plan.elimination is None:
             raise ValueError(f"round {plan.round} is inactive; it has nothing to run")
         self.plan = plan
@@ -149,6 +173,7 @@ class RoundRunner:
         self.sampling = {"temperature": plan.evolver.temperature, "top_p": plan.evolver.top_p,
                          "max_tokens": plan.evolver.max_tokens}
         self.base_seed = plan.evolver.seed
+        self.verifier = verifier if plan.verify is not None else None
 
     def _request(self, content: str, item_id: str, purpose: str) -> ChatRequest:
         seed = _derive(self.base_seed, self.seed, self.round, item_id, purpose) % (2**31)
@@ -183,11 +208,46 @@ class RoundRunner:
             reason = eliminate.check_response(response, self.rules.min_sorry_words, self._cut_off(answer))
             if reason is not None:
                 return self._eliminated(item, method, reason, instruction)
+            if self.verifier is not None:
+                return await self._verified(item, method, instruction, response)
         except LLMError as exc:
-            return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}",
-                           cause=getattr(exc, "cause", "error"), permanent=getattr(exc, "permanent", False))
+            return self._failed(item, method, exc)
         child = child_record(item, self.round, method, instruction, response)
         return Outcome(item, "kept", method, child=child, evolved_instruction=instruction)
+
+    @staticmethod
+    def _failed(item: dict[str, Any], method: str, exc: LLMError) -> Outcome:
+        return Outcome(item, "failed", method, f"{type(exc).__name__}: {exc}",
+                       cause=getattr(exc, "cause", "error"), permanent=getattr(exc, "permanent", False))
+
+    async def _verified(self, item: dict[str, Any], method: str, instruction: str, response: str) -> Outcome:
+        """Run the answer against its own tests and tests written from the instruction alone; a
+        failure is answered again with another seed (evol.verify_attempts) before it counts.
+        Measure-only (`verify_eliminate: false`) records the verdict and keeps the item."""
+        settings = self.plan.verify
+        written = await self.client.complete(self._request(
+            tests_prompt(settings.tests_template, instruction), item["id"], "tests"))
+        tests = written_tests(written.text)
+        mutant_seed = _derive(self.base_seed, self.seed, self.round, item["id"], "mutants")
+        verdict = await asyncio.to_thread(self.verifier.check, response, tests, mutant_seed)
+        reanswers = 0
+        while settings.eliminate and not verdict.passed and reanswers < settings.attempts:
+            reanswers += 1
+            answer = await self.client.complete(self._request(instruction, item["id"], f"answer#{reanswers}"))
+            if eliminate.check_response(answer.text.strip(), self.rules.min_sorry_words,
+                                        self._cut_off(answer)) is not None:
+                continue
+            response = answer.text.strip()
+            verdict = await asyncio.to_thread(self.verifier.check, response, tests, mutant_seed)
+        reason = eliminate.failed_verification(verdict.status, verdict.test, verdict.error)
+        if reason is not None and settings.eliminate:
+            return Outcome(item, "eliminated", method, str(reason), rule=reason.rule,
+                           evolved_instruction=instruction, verdict=verdict, reanswers=reanswers)
+        child = child_record(item, self.round, method, instruction, response)
+        if verdict.passed:
+            child["tests"] = [t.source for t in verdict.tests]
+        return Outcome(item, "kept", method, child=child, evolved_instruction=instruction, verdict=verdict,
+                       reanswers=reanswers)
 
     async def run(self, items: list[dict[str, Any]], progress: bool = True) -> RoundResult:
         """All items concurrently (the client bounds what is in flight); results in input order.
@@ -197,6 +257,13 @@ class RoundRunner:
         the endpoint is down (the client's circuit breaker) or misconfigured, the rest is
         cancelled at once: those requests would only fail too.
         """
+        if self.plan.verify is not None and self.verifier is None:  # a caller without a sandbox of its own
+            self.verifier = Verifier.start(self.plan.verify, workers=2)
+            try:
+                return await self.run(items, progress)
+            finally:
+                self.verifier.close()
+                self.verifier = None
         start = time.perf_counter()
         outcomes: list[Outcome | None] = [None] * len(items)
         stopped: list[BudgetExhausted] = []
@@ -227,4 +294,5 @@ class RoundRunner:
             raise BudgetExhausted(f"{stopped[0]}; round {self.round}: {done} of {len(items)} items finished "
                                   "and cached; re-run with a higher llm.max_calls to continue")
         return RoundResult(self.round, [o for o in outcomes if o is not None],
-                           usage=self.client.usage(), wall_s=time.perf_counter() - start)
+                           usage=self.client.usage(), wall_s=time.perf_counter() - start,
+                           verifying=self.verifier is not None)
