@@ -44,8 +44,6 @@ def gradient_accumulation(cfg: FinetuneConfig, world_size: int) -> int:
         return cfg.gradient_accumulation_steps
     per_step = cfg.per_device_batch_size * world_size
     if cfg.global_batch_size % per_step:
-        from evolcoder.errors import ConfigError
-
         raise ConfigError(f"params: finetune.global_batch_size: {cfg.global_batch_size} is not a multiple "
                           f"of per_device_batch_size x processes = {per_step}")
     return cfg.global_batch_size // per_step
