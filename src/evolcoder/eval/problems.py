@@ -43,6 +43,7 @@ class Problem:
     mode: str = "check"
     inputs: tuple = ()
     atol: float = 0.0
+    n_base: int = 0  # EvalPlus: the first n_base inputs are the base tests, the rest the plus tests
 
     def program(self, completion: str) -> str:
         """The code a sample stands for, before tests are appended."""
@@ -194,7 +195,7 @@ def _plus(r: dict, family: str) -> Problem:
     else:
         canonical, prompt = r["canonical_solution"], r["prompt"]
     return Problem(r["task_id"], prompt, r["entry_point"], "python", canonical, mode="io",
-                   inputs=tuple(inputs), atol=float(r["atol"] or 0))
+                   inputs=tuple(inputs), atol=float(r["atol"] or 0), n_base=len(r["base_input"]))
 
 
 def _tuples(x: Any) -> Any:

@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import time
+from typing import Callable
 
 from evolcoder.eval.sandbox.model import Outcome, RunResult
 
@@ -18,9 +19,12 @@ VERDICT_LIMIT = 256 << 20
 
 
 def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pidns: bool,
-              uid: int) -> Outcome:
+              uid: int, on_result: Callable[[bytes], bool] | None = None) -> Outcome:
     """Collect the sample's pipes until it exits or its deadline passes; then make sure
-    nothing it started survives (the PID namespace does that, else kill by group and uid)."""
+    nothing it started survives (the PID namespace does that, else kill by group and uid).
+
+    With `on_result`, result-pipe bytes go to it as they arrive instead of being kept; when
+    it returns True (a wrong output) the sample is killed at once."""
     out, res = bytearray(), bytearray()
     open_fds = {r_res, r_out}
     try:
@@ -32,8 +36,8 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
         poller.register(fd, select.POLLIN)
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
-    timed_out, status = False, None
-    while True:
+    timed_out, stopped, status = False, False, None
+    while not stopped:
         left = deadline - time.monotonic()
         if left <= 0:
             timed_out = True
@@ -49,8 +53,13 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
             elif fd == r_out:
                 if len(out) < cap:
                     out += chunk[: cap - len(out)]
+            elif on_result is not None:
+                stopped = on_result(chunk)
             elif len(res) < VERDICT_LIMIT:
                 res += chunk
+        if stopped:
+            kill(pid)
+            break
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
             status = st
@@ -67,7 +76,10 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     break
-                if fd == r_res and len(res) < VERDICT_LIMIT:
+                if fd == r_res and on_result is not None:
+                    if not stopped:
+                        stopped = on_result(chunk)
+                elif fd == r_res and len(res) < VERDICT_LIMIT:
                     res += chunk
                 elif fd == r_out and len(out) < cap:
                     out += chunk[: cap - len(out)]
@@ -75,7 +87,7 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
             pass
     for fd in (r_res, r_out) + ((pidfd,) if pidfd >= 0 else ()):
         os.close(fd)
-    return Outcome(bytes(res), bytes(out), timed_out, status)
+    return Outcome(bytes(res), bytes(out), timed_out and not stopped, status)
 
 
 def reap_uid(uid: int) -> None:
@@ -110,13 +122,15 @@ def kill(pid: int) -> None:
             pass
 
 
-def judge(outcome: Outcome, nonce: str, duration: float) -> RunResult:
-    """The verdict: the token line decides; otherwise explain how the sample ended."""
+def judge(outcome: Outcome, nonce: str, duration: float, verdict: bytes | None = None) -> RunResult:
+    """The verdict: the token line decides; otherwise explain how the sample ended.
+
+    `verdict` replaces the result pipe's bytes when the worker consumed them as a stream."""
     text = outcome.output.decode("utf-8", "replace")
     duration = round(duration, 6)
     if outcome.timed_out:
         return RunResult("timed out", "", duration, text)
-    head, _, rest = outcome.verdict.partition(b"\n")
+    head, _, rest = (outcome.verdict if verdict is None else verdict).partition(b"\n")
     if head == f"PASS {nonce}".encode():
         return RunResult("passed", "", duration, text, json.loads(rest) if rest else None)
     if head.startswith(f"FAIL {nonce} ".encode()):

@@ -6,6 +6,7 @@ sample.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from evolcoder.eval.sandbox import child
 from evolcoder.eval.sandbox.jail import Jail
 from evolcoder.eval.sandbox.model import Job, RunResult
+from evolcoder.eval.sandbox.oracle import StreamJudge
 from evolcoder.eval.sandbox.supervise import judge, supervise
 from evolcoder.eval.sandbox.wire import recv, send
 
@@ -55,11 +57,13 @@ def run_job(jail: Jail, job: Job) -> RunResult:
             pass
     os.write(w_go, b"g")
     os.close(w_go)
+    lines = OutputStream(job, nonce) if job.kind == "io" else None
     outcome = supervise(pid, r_res, r_out, start + timeout, jail.limits.output_bytes,
-                        jail.pidns_fd >= 0, jail.uid)
+                        jail.pidns_fd >= 0, jail.uid, None if lines is None else lines.feed)
     duration = time.monotonic() - start
     shutil.rmtree(work, ignore_errors=True)
-    return judge(outcome, nonce, duration)
+    result = judge(outcome, nonce, duration, lines.verdict if lines else None)
+    return result if lines is None else lines.finish(result)
 
 
 def _worker_main() -> None:
@@ -88,3 +92,65 @@ def _worker_main() -> None:
         except Exception as exc:
             result = RunResult("error", f"sandbox error: {exc}")
         send(wfd, asdict(result))
+
+
+class OutputStream:
+    """The `io` result pipe, line by line: a header, one JSON line per input, an end line.
+
+    With expected outputs in the job each output is judged as it arrives (`feed` returns True
+    at the first wrong one, and the sample is killed); without them (canonical runs) the
+    outputs are collected and returned as `data`.
+    """
+
+    def __init__(self, job: Job, nonce: str) -> None:
+        self.nonce, self.buf, self.outputs = nonce, bytearray(), []
+        self.header: bytes | None = None
+        self.ended = False
+        self.judge = None if job.expected is None else StreamJudge(job.oracle, job.expected, job.inputs)
+
+    @property
+    def verdict(self) -> bytes:
+        """What `judge` reads: PASS once the stream ended properly, else the sample's own line."""
+        if self.header == f"STREAM {self.nonce}".encode():
+            return f"PASS {self.nonce}".encode() if self.ended else b""
+        return self.header or b""
+
+    def feed(self, chunk: bytes) -> bool:
+        self.buf += chunk
+        while (cut := self.buf.find(b"\n")) >= 0:
+            line = bytes(self.buf[:cut])
+            del self.buf[:cut + 1]
+            if self._line(line):
+                return True
+        return False
+
+    def _line(self, line: bytes) -> bool:
+        if self.header is None:
+            self.header = line
+            return False
+        if self.ended:
+            return False
+        if line == f"END {self.nonce}".encode():
+            self.ended = True
+            return False
+        try:
+            got = json.loads(line)
+        except ValueError:
+            got = {"error": "malformed output line"}
+        if self.judge is None:
+            self.outputs.append(got)
+            return False
+        return self.judge.feed(got) is not None
+
+    def finish(self, result: RunResult) -> RunResult:
+        """Turn the supervised run into the verdict; `data` carries what the caller needs."""
+        if self.judge is None:
+            result.data = self.outputs if result.passed else None
+            return result
+        result.data = {"ok_through": self.judge.ok_through}
+        if self.judge.failure is not None:
+            result.status, result.reason = "failed", self.judge.failure
+        elif result.passed and self.judge.ok_through < len(self.judge.expected):
+            result.status = "failed"
+            result.reason = f"stopped after {self.judge.ok_through} of {len(self.judge.expected)} inputs"
+        return result
