@@ -191,15 +191,17 @@ def evol_stop_cmd(exp_json: str | None, do_apply: bool, dev_metric: str, test_me
     doc = evolstop.load_exp_json(exp_json) if exp_json else evolstop.run_exp_show()
     rows = evolstop.parse_exp_show(doc, dev=evolstop.MetricRef.parse(dev_metric),
                                    test=evolstop.MetricRef.parse(test_metric), rounds_param=rounds_param)
-    best = evolstop.choose(rows)
+    decision = evolstop.decide(rows)
+    best = decision.chosen
     pool = evolstop.candidates(rows)
     click.echo(evolstop.table(pool, best))
+    click.echo(evolstop.explain(decision))
     others = evolstop.other_differences(pool, rounds_param)
     if others:
         click.echo(f"warning: these experiments also differ in {', '.join(others)}", err=True)
     click.echo(f"best: {rounds_param}={best.rounds} (dev pass@1 {best.dev:.4f}, {best.name})")
     if plot_out:
-        write_json(plot_out, evolstop.plot_records(pool))
+        write_json(plot_out, evolstop.plot_records(pool, decision))
     if do_apply:
         click.echo(evolstop.apply(best))
 
