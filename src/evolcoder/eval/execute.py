@@ -28,6 +28,7 @@ from evolcoder.eval.sandbox import Limits, Sandbox, encode
 from evolcoder.eval.sandbox.oracle import NOT_NONE
 
 TIME_FACTOR = 4.0
+INPUT_FLOOR_S = 1.0
 REFERENCE_TIMEOUT_S = 600.0
 _REFERENCE_FORMAT = 3
 _COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
@@ -151,7 +152,7 @@ def _encoded_inputs(problem: Problem) -> Any:
 
 
 def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None = None,
-         expected: list | None = None) -> dict:
+         expected: list | None = None, stall: float | None = None) -> dict:
     """The sandbox job for one program; `skip` lists inputs excluded as dataset errata.
 
     An `io` job with `expected` outputs is judged by the worker as outputs stream back and
@@ -163,7 +164,8 @@ def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None 
                 "inputs": _encoded_inputs(problem), "stop_on_error": expected is not None,
                 "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
                 and problem.entry_point in NOT_NONE, "expected": expected,
-                "oracle": {"task_id": problem.task_id, "entry_point": problem.entry_point, "atol": problem.atol}}
+                "oracle": {"task_id": problem.task_id, "entry_point": problem.entry_point, "atol": problem.atol},
+                "stall_s": stall}
     source = program + "\n" + problem.test
     lang = problem.language
     if lang == "cpp":
@@ -249,6 +251,13 @@ def task_timeout(problem: Problem, reference: dict | None, floor: float) -> floa
     return base
 
 
+def input_timeout(reference: dict, limit: float) -> float:
+    """Longest wait for the next output of an `io` sample once outputs started: max(1 s,
+    factor x the canonical solution's whole run), at most the sample's limit. EvalPlus gives
+    each input max(1 s, 4 x its canonical time); a hang then costs about a second, not the limit."""
+    return round(min(limit, max(INPUT_FLOOR_S, TIME_FACTOR * reference.get("time_s", limit))), 3)
+
+
 # ---------------------------------------------------------------------------------------
 # Dataset errata: inputs (or whole tasks) where the canonical solution itself fails here.
 
@@ -324,7 +333,8 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
             else:
                 program = s.get("solution") or problem.program(s.get("completion", ""))
                 ref = refs.get(problem.task_id, {})
-                jobs.append(_job(problem, program, limit, ref.get("errata", []), ref.get("outputs")))
+                jobs.append(_job(problem, program, limit, ref.get("errata", []), ref.get("outputs"),
+                                 input_timeout(ref, limit)))
                 slots.append(row)
         if bar is not None:
             bar.reset(total=len(jobs))

@@ -59,7 +59,7 @@ def run_job(jail: Jail, job: Job) -> RunResult:
     os.close(w_go)
     lines = OutputStream(job, nonce) if job.kind == "io" else None
     outcome = supervise(pid, r_res, r_out, start + timeout, jail.limits.output_bytes,
-                        jail.pidns_fd >= 0, jail.uid, None if lines is None else lines.feed)
+                        jail.pidns_fd >= 0, jail.uid, None if lines is None else lines.feed, job.stall_s)
     duration = time.monotonic() - start
     shutil.rmtree(work, ignore_errors=True)
     result = judge(outcome, nonce, duration, lines.verdict if lines else None)
