@@ -115,7 +115,10 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
                f"{report.wall_time_s:.1f}s)")
     click.echo(f"containment: {report.sandbox['containment']}")
     for key, value in report.pass_at_k.items():
-        click.echo(f"{key}: {value:.4f}")
+        click.echo(f"{key}: {value:.4f} (95% CI {report.ci95[key][0]:.4f}-{report.ci95[key][1]:.4f})")
+    for key, value in (report.base() or {}).items():
+        if key.startswith("pass@"):
+            click.echo(f"base tests only, {key}: {value:.4f}")
     if not report.pass_at_k:
         click.echo("no pass@k: every k is larger than the smallest number of samples per task")
 
