@@ -44,8 +44,12 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "metrics" / "eval_base.json").read_text())
     for name in ("humaneval", "mbpp"):
-        assert set(metrics[name]) == {"pass@1", "n_tasks", "n_per_task"}
+        assert set(metrics[name]) == {"pass@1", "ci95", "errata", "n_tasks", "n_per_task", "task_ids",
+                                      "per_task_pass@1"}
         assert 0.0 <= metrics[name]["pass@1"] <= 1.0
+        low, high = metrics[name]["ci95"]["pass@1"]
+        assert 0.0 <= low <= metrics[name]["pass@1"] <= high <= 1.0 and high - low > 0.3  # 2 tasks: wide
+        assert len(metrics[name]["task_ids"]) == len(metrics[name]["per_task_pass@1"]) == 2
         assert metrics[name]["n_tasks"] == 2 and metrics[name]["n_per_task"] == 1
         samples = [json.loads(line) for line in (tmp_path / "eval" / "base" / f"{name}.samples.jsonl").open()]
         results = [json.loads(line) for line in (tmp_path / "eval" / "base" / f"{name}.results.jsonl").open()]

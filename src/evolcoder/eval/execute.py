@@ -4,7 +4,9 @@ Samples go through `evolcoder.eval.sandbox` (the only place model code runs). Pe
 limits are scaled from the canonical solution's runtime measured on this machine, with a
 floor, so a slow machine does not turn correct code into timeouts. For the EvalPlus
 benchmarks the canonical outputs are computed once in the sandbox and cached by dataset
-hash; candidates' outputs come back as plain data and are compared outside the sandbox.
+hash; candidates' outputs come back as plain data, one line per input, and the sandbox worker
+compares each as it arrives (`sandbox.oracle`), stopping the sample at its first wrong output.
+The base inputs run first, so one run gives the base and the base + plus verdicts.
 """
 
 from __future__ import annotations
