@@ -32,7 +32,7 @@ from evolcoder.eval.sandbox.oracle import NOT_NONE
 TIME_FACTOR = 4.0
 INPUT_FLOOR_S = 1.0
 REFERENCE_TIMEOUT_S = 600.0
-_REFERENCE_FORMAT = 3
+_REFERENCE_FORMAT = 4
 _COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
 _JAVA_CP = "/usr/share/java/javatuples.jar"
 
@@ -154,7 +154,7 @@ def _encoded_inputs(problem: Problem) -> Any:
 
 
 def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None = None,
-         expected: list | None = None, stall: float | None = None) -> dict:
+         expected: list | None = None, input_limits: list[float] | None = None) -> dict:
     """The sandbox job for one program; `skip` lists inputs excluded as dataset errata.
 
     An `io` job with `expected` outputs is judged by the worker as outputs stream back and
@@ -167,7 +167,7 @@ def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None 
                 "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
                 and problem.entry_point in NOT_NONE, "expected": expected,
                 "oracle": {"task_id": problem.task_id, "entry_point": problem.entry_point, "atol": problem.atol},
-                "stall_s": stall}
+                "input_limits": input_limits}
     source = program + "\n" + problem.test
     lang = problem.language
     if lang == "cpp":
@@ -235,7 +235,8 @@ def reference_runs(benchmark: Benchmark, sandbox: Sandbox,
         for problem, result in zip(todo, results):
             entry: dict[str, Any] = {"time_s": result.duration_s, "status": result.summary()}
             if problem.mode == "io" and result.passed:
-                entry["outputs"] = result.data
+                entry["outputs"] = [{k: v for k, v in out.items() if k != "t"} for out in result.data]
+                entry["input_s"] = [out.get("t", 0.0) for out in result.data]
                 entry["errata"] = [i for i, out in enumerate(result.data) if "error" in out]
             cached[problem.task_id] = entry
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -253,11 +254,14 @@ def task_timeout(problem: Problem, reference: dict | None, floor: float) -> floa
     return base
 
 
-def input_timeout(reference: dict, limit: float) -> float:
-    """Longest wait for the next output of an `io` sample once outputs started: max(1 s,
-    factor x the canonical solution's whole run), at most the sample's limit. EvalPlus gives
-    each input max(1 s, 4 x its canonical time); a hang then costs about a second, not the limit."""
-    return round(min(limit, max(INPUT_FLOOR_S, TIME_FACTOR * reference.get("time_s", limit))), 3)
+def input_limits(reference: dict, limit: float) -> list[float] | None:
+    """Seconds each input of an `io` sample may take: max(1 s, factor x the canonical
+    solution's time on that input), at most the sample's limit; EvalPlus's per-input rule,
+    so a hang costs about a second, not the whole limit."""
+    times = reference.get("input_s")
+    if not times:
+        return None
+    return [round(min(limit, max(INPUT_FLOOR_S, TIME_FACTOR * t)), 3) for t in times]
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,7 +340,7 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
                 program = s.get("solution") or problem.program(s.get("completion", ""))
                 ref = refs.get(problem.task_id, {})
                 jobs.append(_job(problem, program, limit, ref.get("errata", []), ref.get("outputs"),
-                                 input_timeout(ref, limit)))
+                                 input_limits(ref, limit)))
                 slots.append(row)
         if bar is not None:
             bar.reset(total=len(jobs))

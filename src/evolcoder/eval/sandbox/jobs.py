@@ -78,16 +78,20 @@ def run_python(job: Job, nonce: str, w_res: int) -> None:
 
 
 def call(fn: Any, args: list, not_none: bool) -> dict:
-    """One input's output in transport form (a digest when it is over 1 MiB as JSON)."""
+    """One input's output in transport form (a digest when it is over 1 MiB as JSON), with
+    the seconds it took (`t`), from which canonical runs set each input's time limit."""
     import copy
+    import time
 
+    start = time.perf_counter()
     try:
         out = fn(*copy.deepcopy(args))
+        took = round(time.perf_counter() - start, 6)
         if not_none and type(out) is not bool:
             out = out is not None
         enc = encode(out)
         text = json.dumps(enc)
-        return {"digest": digest(enc)} if len(text) > BIG_OUTPUT else {"ok": enc}
+        return {"digest": digest(enc), "t": took} if len(text) > BIG_OUTPUT else {"ok": enc, "t": took}
     except BaseException as exc:
         return {"error": describe(exc)}
 

@@ -36,7 +36,7 @@ class Job:
     stop_on_error: bool = False
     expected: Any = None  # canonical outputs (transport form): judge `io` outputs as they stream
     oracle: dict[str, Any] = field(default_factory=dict)  # task_id, entry_point, atol
-    stall_s: float | None = None  # `io`: longest wait for the next output once outputs started
+    input_limits: Any = None  # `io`: seconds each input may take once outputs have started
     files: dict[str, str] = field(default_factory=dict)
     steps: tuple[tuple[str, ...], ...] = ()
     env: dict[str, str] = field(default_factory=dict)

@@ -21,14 +21,14 @@ VERDICT_LIMIT = 256 << 20
 
 def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pidns: bool,
               uid: int, on_result: Callable[[bytes], bool] | None = None,
-              stall_s: float | None = None) -> Outcome:
+              stall: Callable[[], float | None] | None = None) -> Outcome:
     """Collect the sample's pipes until it exits or its deadline passes; then make sure
     nothing it started survives (the PID namespace does that, else kill by group and uid).
 
     With `on_result`, result-pipe bytes go to it as they arrive instead of being kept; when
-    it returns True (a wrong output) the sample is killed at once. `stall_s`: once results
-    have started to arrive, a gap longer than this between them is a timeout too (a hang on
-    one input), as EvalPlus's per-input time limit is."""
+    it returns True (a wrong output) the sample is killed at once. `stall`: once results
+    have started to arrive, says after each how long the next may take; a longer gap is a
+    timeout too (a hang on one input), as EvalPlus's per-input time limit is."""
     out, res = bytearray(), bytearray()
     open_fds = {r_res, r_out}
     try:
@@ -60,8 +60,8 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
                     out += chunk[: cap - len(out)]
             elif on_result is not None:
                 stopped = on_result(chunk)
-                if stall_s:
-                    stall_at = time.monotonic() + stall_s
+                wait = stall() if stall is not None else None
+                stall_at = math.inf if wait is None else time.monotonic() + wait
             elif len(res) < VERDICT_LIMIT:
                 res += chunk
         if stopped:

@@ -59,7 +59,8 @@ def run_job(jail: Jail, job: Job) -> RunResult:
     os.close(w_go)
     lines = OutputStream(job, nonce) if job.kind == "io" else None
     outcome = supervise(pid, r_res, r_out, start + timeout, jail.limits.output_bytes,
-                        jail.pidns_fd >= 0, jail.uid, None if lines is None else lines.feed, job.stall_s)
+                        jail.pidns_fd >= 0, jail.uid, None if lines is None else lines.feed,
+                        None if lines is None else lines.next_limit)
     duration = time.monotonic() - start
     shutil.rmtree(work, ignore_errors=True)
     result = judge(outcome, nonce, duration, lines.verdict if lines else None)
@@ -107,6 +108,13 @@ class OutputStream:
         self.header: bytes | None = None
         self.ended = False
         self.judge = None if job.expected is None else StreamJudge(job.oracle, job.expected, job.inputs)
+        self.limits, self.count = job.input_limits, 0
+
+    def next_limit(self) -> float | None:
+        """Seconds the pending input may take (None: only the sample's deadline applies)."""
+        if not self.limits or self.header is None:
+            return None
+        return self.limits[min(self.count, len(self.limits) - 1)]
 
     @property
     def verdict(self) -> bytes:
@@ -133,6 +141,7 @@ class OutputStream:
         if line == f"END {self.nonce}".encode():
             self.ended = True
             return False
+        self.count += 1
         try:
             got = json.loads(line)
         except ValueError:
