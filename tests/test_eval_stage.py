@@ -78,6 +78,19 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert not list(tmp_path.glob("eval/.*partial"))
 
 
+def test_plus_benchmark_reports_base_and_plus_from_one_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    params = _params(tmp_path, eval={"benchmarks": ["humaneval+"], "limit": 2})
+    proc = _stage(tmp_path, params, "--section", "eval", "--model", str(tiny_model_dir),
+                  "--out-dir", "eval/ft", "--metrics", "metrics/eval.json")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    plus, base = metrics["humaneval+"], metrics["humaneval+/base"]
+    assert base["pass@1"] >= plus["pass@1"] and base["n_tasks"] == plus["n_tasks"] == 2
+    assert set(base["ci95"]) == {"pass@1"} and plus["errata"] == []
+    results = [json.loads(line) for line in (tmp_path / "eval" / "ft" / "humaneval+.results.jsonl").open()]
+    assert len(results) == 2 and all(isinstance(r["base_passed"], bool) for r in results)
+
+
 def test_bad_benchmark_fails_before_work(tmp_path: Path, tiny_model_dir: Path) -> None:
     params = _params(tmp_path, eval={"benchmarks": ["humaneval", "humaneval-x"]})
     proc = _stage(tmp_path, params, "--section", "eval", "--model", str(tiny_model_dir),
