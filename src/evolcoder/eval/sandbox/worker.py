@@ -17,7 +17,7 @@ from evolcoder.eval.sandbox import child
 from evolcoder.eval.sandbox.jail import Jail
 from evolcoder.eval.sandbox.model import Job, RunResult
 from evolcoder.eval.sandbox.oracle import StreamJudge
-from evolcoder.eval.sandbox.supervise import judge, supervise
+from evolcoder.eval.sandbox.supervise import VERDICT_LIMIT, judge, supervise
 from evolcoder.eval.sandbox.wire import recv, send
 
 _PRELOAD = ("typing", "re", "math", "collections", "itertools", "functools", "heapq", "bisect", "string",
@@ -124,12 +124,17 @@ class OutputStream:
         return self.header or b""
 
     def feed(self, chunk: bytes) -> bool:
+        """Take result-pipe bytes; True means stop the sample (a wrong output, or a line
+        longer than any output can be)."""
         self.buf += chunk
         while (cut := self.buf.find(b"\n")) >= 0:
             line = bytes(self.buf[:cut])
             del self.buf[:cut + 1]
             if self._line(line):
                 return True
+        if len(self.buf) > VERDICT_LIMIT:
+            self.buf.clear()
+            return self._line(b"") if self.judge is not None else True
         return False
 
     def _line(self, line: bytes) -> bool:
