@@ -126,10 +126,12 @@ class OutputStream:
     def feed(self, chunk: bytes) -> bool:
         """Take result-pipe bytes; True means stop the sample (a wrong output, or a line
         longer than any output can be)."""
+        scan = len(self.buf)  # the bytes before have no newline: search only the new ones
         self.buf += chunk
-        while (cut := self.buf.find(b"\n")) >= 0:
+        while (cut := self.buf.find(b"\n", scan)) >= 0:
             line = bytes(self.buf[:cut])
             del self.buf[:cut + 1]
+            scan = 0
             if self._line(line):
                 return True
         if len(self.buf) > VERDICT_LIMIT:
