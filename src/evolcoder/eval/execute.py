@@ -32,7 +32,7 @@ from evolcoder.eval.sandbox.oracle import NOT_NONE
 TIME_FACTOR = 4.0
 INPUT_FLOOR_S = 1.0
 REFERENCE_TIMEOUT_S = 600.0
-_REFERENCE_FORMAT = 4
+_REFERENCE_FORMAT = 5
 _COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
 _JAVA_CP = "/usr/share/java/javatuples.jar"
 

@@ -64,36 +64,35 @@ def run_python(job: Job, nonce: str, w_res: int) -> None:
     fn = scope.get(job.entry_point)
     if not callable(fn):
         report(w_res, fail + f"no function named {job.entry_point!r}")
+    inputs = decode(job.inputs)  # before the header: the per-input clock starts at the header
     stream(w_res, f"STREAM {nonce}\n".encode())
     skip = set(job.skip)
-    for i, args in enumerate(decode(job.inputs)):
-        if i in skip:
-            out_line = {"skipped": True}
-        else:
-            out_line = call(fn, args, job.not_none)
-        stream(w_res, json.dumps(out_line).encode() + b"\n")
-        if job.stop_on_error and "error" in out_line:
+    for i, args in enumerate(inputs):
+        line = b'{"skipped": true}\n' if i in skip else call(fn, args, job.not_none)
+        stream(w_res, line)
+        if job.stop_on_error and line.startswith(b'{"error"'):
             break
     report(w_res, f"END {nonce}")
 
 
-def call(fn: Any, args: list, not_none: bool) -> dict:
-    """One input's output in transport form (a digest when it is over 1 MiB as JSON), with
-    the seconds it took (`t`), from which canonical runs set each input's time limit."""
+def call(fn: Any, args: list, not_none: bool) -> bytes:
+    """One input's output line in transport form (a digest when it is over 1 MiB as JSON),
+    with the seconds the whole step took (`t`: copy, call, encoding), from which canonical
+    runs set each input's time limit."""
     import copy
     import time
 
     start = time.perf_counter()
     try:
         out = fn(*copy.deepcopy(args))
-        took = round(time.perf_counter() - start, 6)
         if not_none and type(out) is not bool:
             out = out is not None
         enc = encode(out)
         text = json.dumps(enc)
-        return {"digest": digest(enc), "t": took} if len(text) > BIG_OUTPUT else {"ok": enc, "t": took}
+        head = '{"digest": ' + json.dumps(digest(enc)) if len(text) > BIG_OUTPUT else '{"ok": ' + text
+        return (head + f', "t": {time.perf_counter() - start:.6f}}}\n').encode()
     except BaseException as exc:
-        return {"error": describe(exc)}
+        return (json.dumps({"error": describe(exc)}) + "\n").encode()
 
 
 def stream(w_res: int, payload: bytes) -> None:
