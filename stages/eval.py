@@ -76,8 +76,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
                                   ks=tuple(cfg.ks), unsafe_rlimits_only=cfg.unsafe_rlimits_only,
                                   progress=True)
         write_jsonl(tmp / f"{benchmark.name}.results.jsonl", report.results)
-        scores[benchmark.name] = {**{k: round(v, 6) for k, v in report.pass_at_k.items()},
-                                  "n_tasks": len(problems), "n_per_task": gen_cfg.n}
+        scores.update(benchmark_scores(benchmark.name, report, len(problems), gen_cfg.n))
         datasets[benchmark.name] = {"name": benchmark.name, "version": benchmark.version,
                                     "sha256": benchmark.sha256, "n_tasks_total": len(benchmark.problems),
                                     "limit": cfg.limit}
@@ -97,6 +96,21 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     write_json(metrics, result)
     for journal in journals:
         journal.unlink(missing_ok=True)
+
+
+def benchmark_scores(name: str, report: Any, n_tasks: int, n_per_task: int) -> dict[str, Any]:
+    """One benchmark's metrics entries: pass@k with 95 % intervals, per-task pass@1 (for
+    evol-stop's paired comparison), the errata; an EvalPlus benchmark also gets its base-test
+    scores from the same run as `<name>/base` (HumanEval next to HumanEval+)."""
+    scores = report.scores()
+    base = scores.pop("base", None)
+    common = {"n_tasks": n_tasks, "n_per_task": n_per_task}
+    entry = {**scores, **common, "task_ids": list(report.per_task),
+             "per_task_pass@1": [round(t.get("pass@1", 0.0), 6) for t in report.per_task.values()]}
+    out = {name: entry}
+    if base is not None:
+        out[f"{name}/base"] = {**base, **common, "tests": "base inputs only, judged in the same run"}
+    return out
 
 
 if __name__ == "__main__":

@@ -44,8 +44,12 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "metrics" / "eval_base.json").read_text())
     for name in ("humaneval", "mbpp"):
-        assert set(metrics[name]) == {"pass@1", "n_tasks", "n_per_task"}
+        assert set(metrics[name]) == {"pass@1", "ci95", "errata", "n_tasks", "n_per_task", "task_ids",
+                                      "per_task_pass@1"}
         assert 0.0 <= metrics[name]["pass@1"] <= 1.0
+        low, high = metrics[name]["ci95"]["pass@1"]
+        assert 0.0 <= low <= metrics[name]["pass@1"] <= high <= 1.0 and high - low > 0.3  # 2 tasks: wide
+        assert len(metrics[name]["task_ids"]) == len(metrics[name]["per_task_pass@1"]) == 2
         assert metrics[name]["n_tasks"] == 2 and metrics[name]["n_per_task"] == 1
         samples = [json.loads(line) for line in (tmp_path / "eval" / "base" / f"{name}.samples.jsonl").open()]
         results = [json.loads(line) for line in (tmp_path / "eval" / "base" / f"{name}.results.jsonl").open()]
@@ -72,6 +76,19 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     samples = [json.loads(line) for line in (tmp_path / "eval" / "dev" / "dev.samples.jsonl").open()]
     assert all(s["mode"] == "instruct" for s in samples)
     assert not list(tmp_path.glob("eval/.*partial"))
+
+
+def test_plus_benchmark_reports_base_and_plus_from_one_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    params = _params(tmp_path, eval={"benchmarks": ["humaneval+"], "limit": 2})
+    proc = _stage(tmp_path, params, "--section", "eval", "--model", str(tiny_model_dir),
+                  "--out-dir", "eval/ft", "--metrics", "metrics/eval.json")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    plus, base = metrics["humaneval+"], metrics["humaneval+/base"]
+    assert base["pass@1"] >= plus["pass@1"] and base["n_tasks"] == plus["n_tasks"] == 2
+    assert set(base["ci95"]) == {"pass@1"} and plus["errata"] == []
+    results = [json.loads(line) for line in (tmp_path / "eval" / "ft" / "humaneval+.results.jsonl").open()]
+    assert len(results) == 2 and all(isinstance(r["base_passed"], bool) for r in results)
 
 
 def test_bad_benchmark_fails_before_work(tmp_path: Path, tiny_model_dir: Path) -> None:

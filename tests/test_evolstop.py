@@ -83,6 +83,51 @@ def test_explicit_metric_key_and_no_results(tmp_path: Path) -> None:
     assert "no experiment has both evol.rounds and a dev pass@1" in result.output
 
 
+def _with_tasks(node: dict, scores: list[float]) -> dict:
+    dev = node["data"]["metrics"]["metrics/dev.json"]["data"]["dev"]
+    dev.update({"pass@1": sum(scores) / len(scores), "task_ids": [f"EvolDev/{i}" for i in range(len(scores))],
+                "per_task_pass@1": scores})
+    return node
+
+
+def _sweep(per_rounds: dict[int, list[float]]) -> list:
+    exps = [_with_tasks(_node(f"{r:02d}" * 20, f"exp-{r}", r, 0.0, 0.5), scores)
+            for r, scores in per_rounds.items()]
+    baseline = _node("b" * 40, "main", None, None, None)
+    baseline["experiments"] = [{"revs": [e], "executor": None, "name": e["name"]} for e in exps]
+    return [baseline]
+
+
+def test_one_problem_apart_keeps_the_fewer_rounds(tmp_path: Path) -> None:
+    """53 dev tasks, 2 rounds solve one more than 1 round: the paired interval includes 0."""
+    one = [1.0] * 20 + [0.0] * 33
+    two = [1.0] * 21 + [0.0] * 32
+    rows = evolstop.parse_exp_show(_sweep({1: one, 2: two}))
+    decision = evolstop.decide(rows)
+    assert (decision.top.rounds, decision.chosen.rounds) == (2, 1)
+    (cmp,) = decision.comparisons
+    assert cmp.diff == pytest.approx(1 / 53) and cmp.low <= 0.0 <= cmp.high and cmp.n_tasks == 53
+    doc = tmp_path / "exp.json"
+    doc.write_text(json.dumps(_sweep({1: one, 2: two})))
+    plot = tmp_path / "plot.json"
+    result = CliRunner().invoke(main, ["evol-stop", "--exp-json", str(doc), "--plot-out", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert "dev pass@1, 2 rounds minus 1: +0.0189 [" in result.output
+    assert "includes 0, so the fewer rounds are kept" in result.output
+    assert "best: evol.rounds=1" in result.output
+    records = json.loads(plot.read_text())
+    assert [r["chosen"] for r in records] == [True, False] and records[0]["ci95"][0] <= 0 <= records[0]["ci95"][1]
+
+
+def test_a_clear_paired_gain_keeps_the_best() -> None:
+    base = [1.0] * 10 + [0.0] * 43
+    better = [1.0] * 30 + [0.0] * 23  # solves everything 1 round solves, and 20 more
+    rows = evolstop.parse_exp_show(_sweep({1: base, 2: better, 3: better[:-1] + [0.0]}))
+    decision = evolstop.decide(rows)
+    assert decision.chosen.rounds == 2
+    assert [c.other.rounds for c in decision.comparisons] == [1] and decision.comparisons[0].low > 0
+
+
 def test_bad_document_names_file(tmp_path: Path) -> None:
     doc = tmp_path / "exp.json"
     doc.write_text('[{"rev": "workspace",\n oops')
@@ -161,3 +206,24 @@ def test_real_dvc_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert json.loads((repo / "metrics" / "dev.json").read_text()) == {"dev": {"pass@1": 0.5}}
     plot = json.loads((repo / "metrics" / "evol_stop.json").read_text())
     assert [(r["rounds"], r["dev_pass@1"]) for r in plot] == [(1, 0.2), (2, 0.5), (3, 0.4)]
+
+
+def test_report_shows_intervals_errata_and_the_evolstop_choice(tmp_path: Path) -> None:
+    from evolcoder.report import build_report
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    entry = {"pass@1": 0.5, "ci95": {"pass@1": [0.25, 0.75]}, "n_tasks": 2,
+             "errata": [{"task_id": "Mbpp/255", "excluded": "inputs", "inputs": [88],
+                         "why": "canonical solution fails on them here (MemoryError); not judged"}]}
+    (metrics / "eval.json").write_text(json.dumps({"mbpp+": entry, "mbpp+/base": {"pass@1": 0.75,
+                                                   "ci95": {"pass@1": [0.5, 1.0]}}}))
+    one = [1.0] * 20 + [0.0] * 33
+    rows = evolstop.parse_exp_show(_sweep({1: one, 2: one[:20] + [1.0] + one[21:]}))
+    decision = evolstop.decide(rows)
+    (metrics / "evol_stop.json").write_text(json.dumps(evolstop.plot_records(evolstop.candidates(rows), decision)))
+    text = build_report(metrics)
+    assert "| mbpp+ | pass@1 |  | 0.5000 [0.2500, 0.7500] |  |" in text
+    assert "| mbpp+/base | pass@1 |  | 0.7500 [0.5000, 1.0000] |  |" in text
+    assert "- mbpp+ Mbpp/255: inputs [88] not judged: canonical solution fails on them here (MemoryError)" in text
+    assert "Chosen: **1 rounds** (2 rounds score best, but the 95 % interval" in text

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from evolcoder.eval.execute import evaluate_samples, missing_toolchain, pass_at_k, read_samples, task_timeout
+from evolcoder.eval.execute import (bootstrap_mean, errata, evaluate_samples, intervals, missing_toolchain, pass_at_k,
+                                    read_samples, task_timeout, wilson)
 from evolcoder.errors import DataError
 from evolcoder.eval.problems import load_benchmark
 
@@ -85,6 +86,79 @@ def test_plus_catches_a_solution_that_only_passes_the_base_tests():
     plus = evaluate_samples(load_benchmark("humaneval+"), sample, workers=1)
     assert base.results[0]["passed"]
     assert plus.results[0]["result"].startswith("failed: wrong output on input")
+
+
+# HumanEval/0 (has_close_elements): a sample that counts its calls can act differently on
+# the base inputs (the first n_base) and on the plus inputs.
+COUNTING = """
+calls = 0
+def has_close_elements(numbers, threshold):
+    global calls
+    calls += 1
+    if calls > {after}:
+        {then}
+    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])
+"""
+
+
+def _counting(after: int, then: str) -> dict:
+    return {"task_id": "HumanEval/0", "solution": COUNTING.format(after=after, then=then)}
+
+
+def test_plus_stops_at_the_first_wrong_output():
+    """Wrong on input 0, then a hang: only stopping at the first wrong output avoids the timeout."""
+    bench = load_benchmark("humaneval+")
+    report = evaluate_samples(bench, [{"task_id": "HumanEval/0", "solution": COUNTING.format(
+        after=1, then="import time; time.sleep(60)").replace("return any", "return None and any")}],
+        workers=1, timeout=2.0)
+    (row,) = report.results
+    assert row["result"] == "failed: wrong output on input 0"
+    assert row["duration_s"] < 2.0 and not row["base_passed"]
+
+
+def test_base_verdict_survives_a_plus_failure_timeout_or_exit():
+    bench = load_benchmark("humaneval+")
+    n_base = bench.by_id["HumanEval/0"].n_base
+    samples = [_counting(n_base, "return 'wrong'"), _counting(n_base, "while True: pass"),
+               _counting(n_base, "import os; os._exit(0)"), _counting(n_base - 1, "return 'wrong'"),
+               canonical(bench, {"HumanEval/0"})[0]]
+    report = evaluate_samples(bench, samples, workers=2, timeout=2.0, ks=(1,))
+    wrong, hang, exits, base_wrong, good = report.results
+    assert wrong["result"] == f"failed: wrong output on input {n_base}" and wrong["base_passed"]
+    assert hang["result"] == "timed out" and hang["base_passed"]
+    assert hang["result"] == "timed out" and exits["result"].startswith("failed: exited") and exits["base_passed"]
+    assert base_wrong["result"] == f"failed: wrong output on input {n_base - 1}" and not base_wrong["base_passed"]
+    assert good["passed"] and good["base_passed"]
+    assert report.pass_at_k["pass@1"] == pytest.approx(1 / 5)
+    assert report.base()["pass@1"] == pytest.approx(4 / 5)
+    assert report.base()["ci95"]["pass@1"] == [0.8, 0.8]  # one task: resampling tasks cannot vary it
+
+
+def test_intervals_wilson_for_one_sample_and_seeded_bootstrap_otherwise():
+    low, high = wilson(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)  # the textbook Wilson 95 % interval
+    assert wilson(0, 20)[0] == 0.0 and 0.1 < wilson(0, 20)[1] < 0.2
+    values = [0.0, 0.25, 0.5, 1.0, 1.0, 0.75, 0.0, 0.5]
+    assert bootstrap_mean(values, seed=3) == bootstrap_mean(values, seed=3)
+    low, high = bootstrap_mean(values)
+    assert low < sum(values) / len(values) < high and 0.0 <= low and high <= 1.0
+    one = {f"t{i}": {"n": 1, "correct": i % 2, "pass@1": float(i % 2)} for i in range(10)}
+    assert intervals(one, {"pass@1": 0.5}) == {"pass@1": [round(v, 6) for v in wilson(5, 10)]}
+    two = {f"t{i}": {"n": 2, "correct": c, "pass@1": c / 2} for i, c in enumerate([0, 1, 2, 2, 1, 0])}
+    lo, hi = intervals(two, {"pass@1": 0.5})["pass@1"]
+    assert lo < 0.5 < hi
+
+
+def test_errata_name_the_excluded_inputs_and_tasks():
+    bench = load_benchmark("mbpp+")
+    refs = {"Mbpp/255": {"outputs": [{"ok": 1}, {"error": "MemoryError"}], "errata": [1], "status": "passed"},
+            "Mbpp/2": {"status": "timed out"}, "Mbpp/3": {"outputs": [{"ok": 1}], "errata": []}}
+    found = errata(bench, refs, {"Mbpp/2", "Mbpp/3", "Mbpp/255"})
+    assert found == [
+        {"task_id": "Mbpp/2", "excluded": "task",
+         "why": "canonical solution failed here (timed out); every sample counts as failed"},
+        {"task_id": "Mbpp/255", "excluded": "inputs", "inputs": [1],
+         "why": "canonical solution fails on them here (MemoryError); not judged"}]
 
 
 @pytest.mark.slow

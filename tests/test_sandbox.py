@@ -366,6 +366,37 @@ def test_io_jobs_return_plain_data_and_refuse_lying_objects(sandbox):
     assert decode(fourth["ok"]) == 10 ** 5000
 
 
+def test_io_outputs_are_judged_as_they_arrive_and_the_sample_stops_at_the_first_wrong_one(sandbox):
+    code = textwrap.dedent("""
+        import time
+        def f(x):
+            if x == 2:
+                time.sleep(30)
+            return x * 10 if x != 1 else -1
+    """)
+    expected = [{"ok": encode(0)}, {"ok": encode(10)}, {"ok": encode(20)}]
+    job = {"kind": "io", "code": code, "entry_point": "f", "inputs": encode([[0], [1], [2]]),
+           "expected": expected, "oracle": {"task_id": "T/0", "entry_point": "f"}, "timeout": 20}
+    result = sandbox.run(job)
+    assert (result.status, result.reason, result.data) == ("failed", "wrong output on input 1", {"ok_through": 1})
+    assert result.duration_s < 5  # killed at input 1, never reached the sleep on input 2
+    hang = sandbox.run({**job, "code": code.replace("-1", "x * 10"), "input_limits": [1.0, 1.0, 1.0]})
+    assert (hang.status, hang.data) == ("timed out", {"ok_through": 2}) and hang.duration_s < 5
+    flood = textwrap.dedent("""
+        import os
+        def f(x):
+            chunk = b"x" * (1 << 20)
+            for fd in range(3, 64):  # find the result pipe and flood it without a newline
+                try:
+                    for _ in range(300):
+                        os.write(fd, chunk)
+                except OSError:
+                    pass
+    """)
+    flooded = sandbox.run({**job, "code": flood})
+    assert (flooded.status, flooded.reason) == ("failed", "input 0: malformed output line")
+
+
 def test_encoding_round_trip_and_digest():
     value = [None, True, 3, -1.5, float("inf"), "s", (1, (2,)), {3}, frozenset({4}), {"k": [1]}, 1 + 2j, b"\x00"]
     assert decode(encode(value)) == value

@@ -115,7 +115,10 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
                f"{report.wall_time_s:.1f}s)")
     click.echo(f"containment: {report.sandbox['containment']}")
     for key, value in report.pass_at_k.items():
-        click.echo(f"{key}: {value:.4f}")
+        click.echo(f"{key}: {value:.4f} (95% CI {report.ci95[key][0]:.4f}-{report.ci95[key][1]:.4f})")
+    for key, value in (report.base() or {}).items():
+        if key.startswith("pass@"):
+            click.echo(f"base tests only, {key}: {value:.4f}")
     if not report.pass_at_k:
         click.echo("no pass@k: every k is larger than the smallest number of samples per task")
 
@@ -228,15 +231,17 @@ def evol_stop_cmd(exp_json: str | None, do_apply: bool, dev_metric: str, test_me
     doc = evolstop.load_exp_json(exp_json) if exp_json else evolstop.run_exp_show()
     rows = evolstop.parse_exp_show(doc, dev=evolstop.MetricRef.parse(dev_metric),
                                    test=evolstop.MetricRef.parse(test_metric), rounds_param=rounds_param)
-    best = evolstop.choose(rows)
+    decision = evolstop.decide(rows)
+    best = decision.chosen
     pool = evolstop.candidates(rows)
     click.echo(evolstop.table(pool, best))
+    click.echo(evolstop.explain(decision))
     others = evolstop.other_differences(pool, rounds_param)
     if others:
         click.echo(f"warning: these experiments also differ in {', '.join(others)}", err=True)
     click.echo(f"best: {rounds_param}={best.rounds} (dev pass@1 {best.dev:.4f}, {best.name})")
     if plot_out:
-        write_json(plot_out, evolstop.plot_records(pool))
+        write_json(plot_out, evolstop.plot_records(pool, decision))
     if do_apply:
         click.echo(evolstop.apply(best))
 

@@ -36,6 +36,29 @@ def pass_at_k(metrics: dict[str, Any] | None) -> dict[str, dict[str, float]]:
             if isinstance(scores, dict) and any(k.startswith("pass@") for k in scores)}
 
 
+def intervals(metrics: dict[str, Any] | None) -> dict[str, dict[str, list[float]]]:
+    """{benchmark: {pass@k: [low, high]}}: the 95 % intervals the eval stages record."""
+    return {bench: scores["ci95"] for bench, scores in (metrics or {}).items()
+            if isinstance(scores, dict) and isinstance(scores.get("ci95"), dict)}
+
+
+def _with_ci(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def errata_lines(*metrics: Any) -> list[str]:
+    """One line per task excluded (wholly or in part) from judging, with the reason."""
+    seen: dict[tuple[str, str], str] = {}
+    for m in metrics:
+        for bench, scores in (m or {}).items():
+            for e in (scores.get("errata") or []) if isinstance(scores, dict) else []:
+                what = f"inputs {e.get('inputs')}" if e.get("excluded") == "inputs" else "the whole task"
+                seen[(bench, e.get("task_id", "?"))] = f"- {bench} {e.get('task_id')}: {what} not judged: {e.get('why')}"
+    return list(seen.values())
+
+
 def evolution_section(evol: dict[str, Any] | None, merge: dict[str, Any] | None) -> list[str]:
     out = ["## Evolution"]
     if not evol:
@@ -75,22 +98,33 @@ def training_section(train: dict[str, Any] | None) -> list[str]:
 
 
 def eval_section(base: Any, tuned: Any, dev: Any) -> list[str]:
-    out = ["## Evaluation (pass@k)"]
+    out = ["## Evaluation (pass@k, 95 % interval)"]
     base_scores, tuned_scores, dev_scores = pass_at_k(base), pass_at_k(tuned), pass_at_k(dev)
+    base_ci, tuned_ci = intervals(base), intervals(tuned)
     rows = []
     for bench in sorted(set(base_scores) | set(tuned_scores)):
         for k in sorted(set(base_scores.get(bench, {})) | set(tuned_scores.get(bench, {}))):
             b, t = base_scores.get(bench, {}).get(k), tuned_scores.get(bench, {}).get(k)
             delta = t - b if isinstance(b, float) and isinstance(t, float) else ""
-            rows.append([bench, k, b if b is not None else "", t if t is not None else "", delta])
+            rows.append([bench, k, _with_ci(b, base_ci.get(bench, {}).get(k)),
+                         _with_ci(t, tuned_ci.get(bench, {}).get(k)), delta])
     modes = [_decoding(m) for m in (base, tuned)]
     headers = ["benchmark", "k", f"base ({modes[0]})", f"fine-tuned ({modes[1]})", "delta"]
     out += [""] + (_table(headers, rows) if rows else ["_no eval metrics_"])
     if rows and modes[0] != modes[1]:
         out += ["", f"**Not like for like:** base and fine-tuned were prompted or decoded differently "
                 f"({modes[0]} vs {modes[1]}); set `generate.base_mode` equal to `generate.mode`."]
+    if rows:
+        out += ["", "Intervals: Wilson for one sample per task, else a seeded bootstrap over tasks. "
+                "`<benchmark>/base` is the EvalPlus benchmark's base tests, judged in the same run."]
+    errata = errata_lines(base, tuned, dev)
+    if errata:
+        out += ["", "Dataset errata (inputs where the canonical solution itself fails here; EvalPlus "
+                "judges them):", *errata]
+    dev_ci = intervals(dev)
     for bench, scores in sorted(dev_scores.items()):
-        out += ["", f"Dev set ({bench}): " + ", ".join(f"{k} = {v:.4f}" for k, v in sorted(scores.items()))]
+        out += ["", f"Dev set ({bench}): " + ", ".join(
+            f"{k} = {_with_ci(v, dev_ci.get(bench, {}).get(k))}" for k, v in sorted(scores.items()))]
     lines = [line for label, m in (("base", base), ("fine-tuned", tuned), ("dev", dev)) if (line := _verdict(label, m))]
     return out + (["", "What decided the verdicts:", ""] + lines if lines else [])
 
@@ -114,16 +148,20 @@ def _decoding(metrics: Any) -> str:
 
 
 def evolstop_section(evolstop: Any) -> list[str]:
+    """The sweep as `evolcoder evol-stop` wrote it (metrics/evol_stop.json): dev pass@1 per
+    round count, the paired difference to the best with its 95 % interval, the choice."""
     out = ["## Evol-stop (dev pass@1 by rounds)"]
-    if not evolstop:
+    if not evolstop or not isinstance(evolstop, list):
         return out + ["", "_run `evolcoder evol-stop` after a sweep over `evol.rounds`_"]
-    rows = evolstop.get("rows") or evolstop.get("table") or []
-    if rows and isinstance(rows[0], dict):
-        headers = list(rows[0])
-        out += [""] + _table(headers, [[r.get(h, "") for h in headers] for r in rows])
-    best = evolstop.get("best_rounds", evolstop.get("best"))
-    if best is not None:
-        out += ["", f"Chosen: **{best} rounds** (best dev score; ties go to fewer rounds)."]
+    rows = [[r.get("rounds"), r.get("dev_pass@1"), r.get("test_pass@1", ""),
+             "" if r.get("best_minus_this") is None else
+             f"{r['best_minus_this']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}]",
+             "yes" if r.get("chosen") else "", r.get("experiment", "")] for r in evolstop]
+    out += [""] + _table(["rounds", "dev pass@1", "test pass@1", "best minus this (95 % CI)", "chosen",
+                          "experiment"], rows)
+    chosen = next((r for r in evolstop if r.get("chosen")), None)
+    if chosen is not None:
+        out += ["", f"Chosen: **{chosen.get('rounds')} rounds** ({chosen.get('why', '')})."]
     return out
 
 
@@ -137,6 +175,6 @@ def build_report(metrics_dir: str | Path = "metrics") -> str:
     for section in (evolution_section(_load(m / "evol.json"), _load(m / "merge.json")),
                     training_section(_load(m / "train.json")),
                     eval_section(_load(m / "eval_base.json"), _load(m / "eval.json"), _load(m / "dev.json")),
-                    evolstop_section(_load(m / "evolstop.json"))):
+                    evolstop_section(_load(m / "evol_stop.json"))):
         parts += section + [""]
     return "\n".join(parts)

@@ -5,6 +5,11 @@ count is one DVC experiment (`dvc exp run --queue -S 'evol.rounds=range(1,6)'`);
 module reads `dvc exp show --json`, ranks the experiments by dev pass@1 (ties go to fewer
 rounds: cheaper data, same score), and the test score is shown for information only,
 never used to choose — choosing on the test set would leak it into the model selection.
+
+A dev set of a few dozen tasks cannot tell one problem's difference from noise, so when the
+dev metrics carry per-task scores the best candidate is compared with each one of fewer
+rounds, paired over tasks with a seeded bootstrap interval; if the interval of the
+difference includes 0, the fewest such rounds are kept.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class ExpRow:
     test: float | None
     timestamp: str | None = None
     params: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    per_task: dict[str, float] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -49,16 +55,33 @@ class MetricRef:
         if not isinstance(data, dict):
             return None
         if self.key is None:
-            for value in data.values():
-                if isinstance(value, dict) and isinstance(value.get("pass@1"), (int, float)):
-                    return float(value["pass@1"])
-            return None
+            entry = self._entry(data)
+            return None if entry is None else float(entry["pass@1"])
         node: Any = data
         for part in self.key.split("."):
             if not isinstance(node, dict) or part not in node:
                 return None
             node = node[part]
         return float(node) if isinstance(node, (int, float)) and not isinstance(node, bool) else None
+
+    def _entry(self, data: dict) -> dict | None:
+        if self.key is not None:
+            node: Any = data
+            for part in self.key.split(".")[:-1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            return node if isinstance(node, dict) else None
+        return next((v for v in data.values() if isinstance(v, dict)
+                     and isinstance(v.get("pass@1"), (int, float))), None)
+
+    def read_per_task(self, metrics: dict[str, Any]) -> dict[str, float] | None:
+        """{task_id: pass@1} from the benchmark entry the score comes from (the eval stages
+        write `task_ids` and `per_task_pass@1`), or None when the file has none."""
+        data = (metrics.get(self.file) or {}).get("data")
+        entry = self._entry(data) if isinstance(data, dict) else None
+        ids, values = (entry or {}).get("task_ids"), (entry or {}).get("per_task_pass@1")
+        if not isinstance(ids, list) or not isinstance(values, list) or len(ids) != len(values):
+            return None
+        return {str(i): float(v) for i, v in zip(ids, values)}
 
 
 def run_exp_show(cwd: str | Path | None = None) -> Any:
@@ -121,7 +144,7 @@ def parse_exp_show(doc: Any, *, dev: MetricRef = MetricRef("metrics/dev.json"),
         rows.append(ExpRow(name=node.get("name") or str(node.get("rev", ""))[:7], rev=str(node.get("rev", "")),
                            kind=kind, rounds=rounds if isinstance(rounds, int) else None,
                            dev=dev.read(metrics), test=test.read(metrics), timestamp=data.get("timestamp"),
-                           params=params))
+                           params=params, per_task=dev.read_per_task(metrics)))
     return rows
 
 
@@ -140,13 +163,76 @@ def candidates(rows: list[ExpRow]) -> list[ExpRow]:
     return [best[r] for r in sorted(best)]
 
 
-def choose(rows: list[ExpRow]) -> ExpRow:
-    """Best dev score; ties go to fewer rounds."""
+@dataclass(frozen=True)
+class Comparison:
+    """Paired dev difference `top - other` over the tasks both were scored on."""
+
+    other: ExpRow
+    diff: float
+    low: float
+    high: float
+    n_tasks: int
+
+    @property
+    def includes_zero(self) -> bool:
+        return self.low <= 0.0 <= self.high
+
+
+@dataclass(frozen=True)
+class Decision:
+    chosen: ExpRow
+    top: ExpRow
+    comparisons: list[Comparison]
+    note: str
+
+
+def paired(top: ExpRow, other: ExpRow, seed: int = 0) -> Comparison | None:
+    """Bootstrap (seeded, over tasks) 95 % interval of the mean per-task difference."""
+    from evolcoder.eval.execute import bootstrap_mean
+
+    if top.per_task is None or other.per_task is None:
+        return None
+    common = sorted(set(top.per_task) & set(other.per_task))
+    if not common:
+        return None
+    diffs = [top.per_task[t] - other.per_task[t] for t in common]
+    low, high = bootstrap_mean(diffs, seed=seed)
+    return Comparison(other, sum(diffs) / len(diffs), low, high, len(common))
+
+
+def decide(rows: list[ExpRow], seed: int = 0) -> Decision:
+    """Best dev score (ties to fewer rounds); then the fewest rounds whose paired difference
+    to it has an interval that includes 0, since the dev set cannot tell them apart."""
     pool = candidates(rows)
     if not pool:
         raise DataError("dvc exp show: no experiment has both evol.rounds and a dev pass@1 "
                         "(run `dvc exp run --run-all` first, or check --dev-metric)")
-    return max(pool, key=lambda r: (r.dev, -(r.rounds or 0)))
+    top = max(pool, key=lambda r: (r.dev, -(r.rounds or 0)))
+    fewer = [r for r in pool if (r.rounds or 0) < (top.rounds or 0)]
+    comparisons = [c for r in fewer if (c := paired(top, r, seed)) is not None]
+    if fewer and len(comparisons) < len(fewer):
+        return Decision(top, top, comparisons, "no per-task dev scores for every candidate: chosen by the "
+                        "point estimate alone, with no interval")
+    tied = [c for c in comparisons if c.includes_zero]
+    if not tied:
+        why = "each fewer-round candidate is worse, outside the interval" if fewer else "it has the fewest rounds"
+        return Decision(top, top, comparisons, f"best dev score; {why}")
+    keep = min(tied, key=lambda c: c.other.rounds or 0)
+    return Decision(keep.other, top, comparisons,
+                    f"{top.rounds} rounds score best, but the 95 % interval of the paired difference to "
+                    f"{keep.other.rounds} rounds includes 0, so the fewer rounds are kept")
+
+
+def choose(rows: list[ExpRow]) -> ExpRow:
+    """The chosen candidate (see `decide`)."""
+    return decide(rows).chosen
+
+
+def explain(decision: Decision) -> str:
+    """The paired differences and the reason for the choice, for the CLI and the report."""
+    lines = [f"dev pass@1, {decision.top.rounds} rounds minus {c.other.rounds}: {c.diff:+.4f} "
+             f"[{c.low:+.4f}, {c.high:+.4f}] over {c.n_tasks} tasks" for c in decision.comparisons]
+    return "\n".join(lines + [f"chosen: {decision.chosen.rounds} rounds ({decision.note})"])
 
 
 def other_differences(rows: list[ExpRow], rounds_param: str = "evol.rounds") -> list[str]:
@@ -167,10 +253,23 @@ def table(rows: list[ExpRow], best: ExpRow) -> str:
     return "\n".join(lines)
 
 
-def plot_records(rows: list[ExpRow]) -> list[dict[str, Any]]:
-    """Rows for `dvc plots` (x: rounds, y: dev_pass@1)."""
-    return [{"rounds": r.rounds, "dev_pass@1": r.dev, "test_pass@1": r.test, "experiment": r.name}
-            for r in rows]
+def plot_records(rows: list[ExpRow], decision: Decision | None = None) -> list[dict[str, Any]]:
+    """Rows for `dvc plots` (x: rounds, y: dev_pass@1), with the paired difference to the best
+    candidate and its interval, and which one was chosen and why."""
+    diffs = {id(c.other): c for c in decision.comparisons} if decision else {}
+    out = []
+    for r in rows:
+        record: dict[str, Any] = {"rounds": r.rounds, "dev_pass@1": r.dev, "test_pass@1": r.test,
+                                  "experiment": r.name}
+        if decision is not None:
+            c = diffs.get(id(r))
+            record.update(best_minus_this=None if c is None else round(c.diff, 6),
+                          ci95=None if c is None else [round(c.low, 6), round(c.high, 6)],
+                          chosen=r is decision.chosen)
+            if r is decision.chosen:
+                record["why"] = decision.note
+        out.append(record)
+    return out
 
 
 def apply(row: ExpRow, cwd: str | Path | None = None) -> str:

@@ -4,7 +4,9 @@ Samples go through `evolcoder.eval.sandbox` (the only place model code runs). Pe
 limits are scaled from the canonical solution's runtime measured on this machine, with a
 floor, so a slow machine does not turn correct code into timeouts. For the EvalPlus
 benchmarks the canonical outputs are computed once in the sandbox and cached by dataset
-hash; candidates' outputs come back as plain data and are compared outside the sandbox.
+hash; candidates' outputs come back as plain data, one line per input, and the sandbox worker
+compares each as it arrives (`sandbox.oracle`), stopping the sample at its first wrong output.
+The base inputs run first, so one run gives the base and the base + plus verdicts.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from evolcoder.jsonio import read_jsonl
 
 from evolcoder.errors import DataError
 from evolcoder.eval.problems import Benchmark, Problem, cache_dir
-from evolcoder.eval.sandbox import Limits, RunResult, Sandbox, decode, digest, encode
+from evolcoder.eval.sandbox import Limits, Sandbox, encode
+from evolcoder.eval.sandbox.oracle import NOT_NONE
 
 TIME_FACTOR = 4.0
+INPUT_FLOOR_S = 1.0
 REFERENCE_TIMEOUT_S = 600.0
-_REFERENCE_FORMAT = 3
+_REFERENCE_FORMAT = 5
 _COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
 _JAVA_CP = "/usr/share/java/javatuples.jar"
 
@@ -51,13 +55,36 @@ class ExecutionReport:
     wall_time_s: float = 0.0
     sandbox: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    errata: list[dict] = field(default_factory=list)
+
+    @property
+    def ci95(self) -> dict[str, list[float]]:
+        return intervals(self.per_task, self.pass_at_k)
+
+    def base(self) -> dict | None:
+        """EvalPlus base-test scores from the same run (HumanEval / MBPP next to their `+`),
+        or None for benchmarks without a base/plus split."""
+        if not self.results or "base_passed" not in self.results[0]:
+            return None
+        ks = tuple(int(k.split("@")[1]) for k in self.pass_at_k)
+        per_task, overall = _scores(self.results, ks, "base_passed")
+        return {**{k: round(v, 6) for k, v in overall.items()}, "ci95": intervals(per_task, overall)}
+
+    def scores(self) -> dict:
+        """pass@k with 95 % intervals, the base-test scores and the errata: what a stage reports."""
+        out: dict[str, Any] = {**{k: round(v, 6) for k, v in self.pass_at_k.items()}, "ci95": self.ci95}
+        base = self.base()
+        if base is not None:
+            out["base"] = base
+        out["errata"] = self.errata
+        return out
 
     def to_metrics(self) -> dict:
         """Summary for metrics files: scores, coverage, dataset provenance, containment used."""
         ns = [t["n"] for t in self.per_task.values()]
         return {
             "benchmark": self.provenance,
-            **{k: round(v, 6) for k, v in self.pass_at_k.items()},
+            **self.scores(),
             "n_samples": len(self.results),
             "tasks_covered": len(self.per_task),
             "tasks_total": self.provenance.get("n_tasks"),
@@ -126,15 +153,21 @@ def _encoded_inputs(problem: Problem) -> Any:
     return _ENCODED_INPUTS[key]
 
 
-def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None = None) -> dict:
-    """The sandbox job for one program; `skip` lists inputs excluded as dataset errata."""
+def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None = None,
+         expected: list | None = None, input_limits: list[float] | None = None) -> dict:
+    """The sandbox job for one program; `skip` lists inputs excluded as dataset errata.
+
+    An `io` job with `expected` outputs is judged by the worker as outputs stream back and
+    stops at the first wrong one; without them (canonical runs) every output comes back."""
     if problem.mode == "check":
         return {"kind": "python", "code": program + "\n\n" + problem.test, "timeout": timeout}
     if problem.mode == "io":
         return {"kind": "io", "code": program, "entry_point": problem.entry_point, "timeout": timeout,
-                "inputs": _encoded_inputs(problem), "stop_on_error": skip is not None,
+                "inputs": _encoded_inputs(problem), "stop_on_error": expected is not None,
                 "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
-                and problem.entry_point in _NOT_NONE}
+                and problem.entry_point in NOT_NONE, "expected": expected,
+                "oracle": {"task_id": problem.task_id, "entry_point": problem.entry_point, "atol": problem.atol},
+                "input_limits": input_limits}
     source = program + "\n" + problem.test
     lang = problem.language
     if lang == "cpp":
@@ -202,7 +235,8 @@ def reference_runs(benchmark: Benchmark, sandbox: Sandbox,
         for problem, result in zip(todo, results):
             entry: dict[str, Any] = {"time_s": result.duration_s, "status": result.summary()}
             if problem.mode == "io" and result.passed:
-                entry["outputs"] = result.data
+                entry["outputs"] = [{k: v for k, v in out.items() if k != "t"} for out in result.data]
+                entry["input_s"] = [out.get("t", 0.0) for out in result.data]
                 entry["errata"] = [i for i, out in enumerate(result.data) if "error" in out]
             cached[problem.task_id] = entry
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,85 +254,41 @@ def task_timeout(problem: Problem, reference: dict | None, floor: float) -> floa
     return base
 
 
+def input_limits(reference: dict, limit: float) -> list[float] | None:
+    """Seconds each input of an `io` sample may take: max(1 s, factor x the canonical
+    solution's time on that input), at most the sample's limit; EvalPlus's per-input rule,
+    so a hang costs about a second, not the whole limit."""
+    times = reference.get("input_s")
+    if not times:
+        return None
+    return [round(min(limit, max(INPUT_FLOOR_S, TIME_FACTOR * t)), 3) for t in times]
+
+
 # ---------------------------------------------------------------------------------------
-# Output comparison for EvalPlus tasks (outside the sandbox, on plain builtin data).
-
-_SET_EQUAL = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly", "larg_nnum",
-              "intersection_array", "find_dissimilar", "Diff"}
-_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
+# Dataset errata: inputs (or whole tasks) where the canonical solution itself fails here.
 
 
-def _is_floats(x: Any) -> bool:
-    if isinstance(x, float):
-        return True
-    return isinstance(x, (list, tuple)) and bool(x) and all(isinstance(i, float) for i in x)
+def errata(benchmark: Benchmark, refs: dict[str, dict], task_ids: set[str]) -> list[dict]:
+    """Which evaluated tasks are judged on fewer inputs than the dataset has (or not at all),
+    and why. EvalPlus judges these inputs anyway; this is where the two differ."""
+    found = []
+    for task_id in sorted(task_ids, key=_task_order):
+        problem, ref = benchmark.by_id[task_id], refs.get(task_id) or {}
+        if problem.mode != "io":
+            continue
+        if "outputs" not in ref:
+            found.append({"task_id": task_id, "excluded": "task", "why": "canonical solution failed here "
+                          f"({ref.get('status', 'not run')}); every sample counts as failed"})
+        elif ref.get("errata"):
+            reasons = sorted({ref["outputs"][i]["error"].split(":")[0] for i in ref["errata"]})
+            found.append({"task_id": task_id, "excluded": "inputs", "inputs": ref["errata"],
+                          "why": f"canonical solution fails on them here ({', '.join(reasons)}); not judged"})
+    return found
 
 
-def _allclose(out: Any, exp: Any, atol: float, rtol: float = 1e-7) -> bool:
-    if isinstance(exp, (list, tuple)):
-        return (isinstance(out, (list, tuple)) and len(out) == len(exp)
-                and all(_allclose(o, e, atol, rtol) for o, e in zip(out, exp)))
-    numbers = (int, float)
-    if not isinstance(out, numbers) or not isinstance(exp, numbers):
-        return False
-    return abs(out - exp) <= atol + rtol * abs(exp)
-
-
-def _poly(xs: list, x: float) -> float:
-    return sum(c * math.pow(x, i) for i, c in enumerate(xs))
-
-
-def _oracle_ok(problem: Problem, args: list, out: Any, exp: Any) -> bool:
-    """EvalPlus' comparison rules, including its per-task special oracles."""
-    atol, name = problem.atol, problem.entry_point
-    if problem.task_id == "HumanEval/32":
-        return isinstance(out, (int, float)) and abs(_poly(args[0], out)) <= atol
-    try:
-        exact = out == exp
-    except Exception:
-        return False
-    if problem.task_id.startswith("Mbpp/"):
-        if name == "are_equivalent":
-            exact = True
-        elif name == "sum_div":
-            exact = exact or out == 0
-        elif name == "surface_Area":
-            b, s = args
-            ref = b ** 2 + 2 * b * math.sqrt((b / 2) ** 2 + s ** 2)
-            exact = exact or (isinstance(out, (int, float)) and abs(out - round(ref)) <= atol)
-        elif name == "digit_distance_nums":
-            exact = exact or out == sum(abs(int(a) - int(b)) for a, b in zip(*(
-                str(v).zfill(max(len(str(args[0])), len(str(args[1])))) for v in args)))
-        elif name in _SET_EQUAL:
-            try:
-                exact = set(out) == set(exp)
-            except TypeError:
-                exact = False
-        elif name in _NOT_NONE:
-            exact = out == exp if isinstance(out, bool) else exp == (out is not None)
-    if atol == 0 and _is_floats(exp):
-        atol = 1e-6
-    if not exact and atol != 0:
-        return type(out) is type(exp) and _allclose(out, exp, atol)
-    return bool(exact)
-
-
-def _judge_io(problem: Problem, result: RunResult, expected: list) -> tuple[bool, str]:
-    outputs = result.data or []
-    for i, (got, want) in enumerate(zip(outputs, expected)):
-        if "error" in got:
-            return False, f"input {i}: {got['error']}"
-        if "error" in want or "skipped" in got:
-            continue  # the canonical solution itself fails here: a dataset erratum, not judged
-        if "digest" in got or "digest" in want:
-            same = (got.get("digest") or digest(got["ok"])) == (want.get("digest") or digest(want["ok"]))
-            if not same:
-                return False, f"wrong output on input {i} (compared by digest: output over 1 MiB)"
-        elif not _oracle_ok(problem, problem.inputs[i], decode(got["ok"]), decode(want["ok"])):
-            return False, f"wrong output on input {i}"
-    if len(outputs) < len(expected):
-        return False, f"stopped after {len(outputs)} of {len(expected)} inputs"
-    return True, ""
+def _task_order(task_id: str) -> tuple:
+    head, _, num = task_id.rpartition("/")
+    return (head, int(num)) if num.isdigit() else (task_id, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,7 +338,9 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
                            f"({refs.get(problem.task_id, {}).get('status', 'not run')})")
             else:
                 program = s.get("solution") or problem.program(s.get("completion", ""))
-                jobs.append(_job(problem, program, limit, refs.get(problem.task_id, {}).get("errata", [])))
+                ref = refs.get(problem.task_id, {})
+                jobs.append(_job(problem, program, limit, ref.get("errata", []), ref.get("outputs"),
+                                 input_limits(ref, limit)))
                 slots.append(row)
         if bar is not None:
             bar.reset(total=len(jobs))
@@ -358,24 +350,37 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
     if bar is not None:
         bar.close()
     for row, result in zip(slots, ran):
-        problem = benchmark.by_id[row["task_id"]]
-        passed, summary = result.passed, result.summary()
-        if problem.mode == "io" and passed:
-            passed, why = _judge_io(problem, result, refs[problem.task_id]["outputs"])
-            summary = "passed" if passed else f"failed: {why}"
-        row.update(passed=passed, result=summary, duration_s=round(result.duration_s, 6))
-        if not passed and result.output:
+        row.update(passed=result.passed, result=result.summary(), duration_s=round(result.duration_s, 6),
+                   _data=result.data)
+        if not result.passed and result.output:
             row["output_tail"] = result.output[-1000:]
+    for row in results:
+        problem, data = benchmark.by_id[row["task_id"]], row.pop("_data", None)
+        if problem.n_base:
+            row["base_passed"] = _base_passed(row, problem, data)
     per_task, overall = _scores(results, ks)
+    found = errata(benchmark, refs, set(counters))
+    warnings += [f"{e['task_id']}: {'inputs ' + str(e['inputs']) if e['excluded'] == 'inputs' else 'task'} "
+                 f"excluded: {e['why']} (evalplus judges them)" for e in found]
     return ExecutionReport(results, overall, per_task, benchmark.provenance(), time.monotonic() - start,
-                           sandbox_info, warnings + list(sandbox_info["warnings"]))
+                           sandbox_info, warnings + list(sandbox_info["warnings"]), found)
 
 
-def _scores(results: list[dict], ks: tuple[int, ...]) -> tuple[dict[str, dict], dict[str, float]]:
+def _base_passed(row: dict, problem: Problem, data: Any) -> bool:
+    """The base-test verdict from the same run: every base input (they run first) was right,
+    whatever happened later on the plus inputs (wrong output, timeout, crash)."""
+    if row["passed"]:
+        return True
+    return isinstance(data, dict) and data.get("ok_through", 0) >= problem.n_base
+
+
+def _scores(results: list[dict], ks: tuple[int, ...],
+            key: str = "passed") -> tuple[dict[str, dict], dict[str, float]]:
+    """Per-task and overall pass@k of the verdict `key` (`passed`, or `base_passed`)."""
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in results:
         tally[row["task_id"]][0] += 1
-        tally[row["task_id"]][1] += bool(row["passed"])
+        tally[row["task_id"]][1] += bool(row.get(key))
     per_task = {}
     for task_id, (n, c) in tally.items():
         per_task[task_id] = {"n": n, "correct": c,
@@ -386,6 +391,43 @@ def _scores(results: list[dict], ks: tuple[int, ...]) -> tuple[dict[str, dict], 
         if 1 <= k <= smallest:
             overall[f"pass@{k}"] = sum(t[f"pass@{k}"] for t in per_task.values()) / len(per_task)
     return per_task, overall
+
+
+def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95 % by default)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def bootstrap_mean(values: list[float], *, resamples: int = 2000, seed: int = 0,
+                   level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean, resampling tasks with replacement (seeded)."""
+    import random
+
+    if not values:
+        return 0.0, 1.0
+    rng, n = random.Random(seed), len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
+    lo = means[int((1 - level) / 2 * resamples)]
+    hi = means[min(resamples - 1, int((1 + level) / 2 * resamples))]
+    return lo, hi
+
+
+def intervals(per_task: dict[str, dict], overall: dict[str, float]) -> dict[str, list[float]]:
+    """A 95 % interval for every overall pass@k: Wilson when every task has one sample (pass@1
+    is then a binomial proportion over tasks), else a seeded bootstrap over tasks."""
+    out = {}
+    for name in overall:
+        if all(t["n"] == 1 for t in per_task.values()):
+            lo, hi = wilson(sum(t["correct"] for t in per_task.values()), len(per_task))
+        else:
+            lo, hi = bootstrap_mean([t[name] for t in per_task.values()])
+        out[name] = [round(lo, 6), round(hi, 6)]
+    return out
 
 
 def _progress_bar(enabled: bool):

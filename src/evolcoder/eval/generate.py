@@ -249,10 +249,10 @@ def verdict_provenance(cfg: GenerateConfig, mode: str, backend: Backend, timeout
     from evolcoder.eval import execute
 
     style = cfg.prompt_style
-    factor = getattr(execute, "TIME_FACTOR", None)
-    policy = (f"per task: max(eval.timeout_s, plus a compile allowance for compiled languages; {factor:g} x the "
-              "canonical solution's runtime measured in the sandbox on this machine)" if factor else
-              "per task: eval.timeout_s is the floor of the limit")
+    policy = (f"per task: max(eval.timeout_s (+ a compile allowance for compiled languages), "
+              f"{execute.TIME_FACTOR:g} x the canonical solution's time measured in the sandbox on this machine); "
+              f"per EvalPlus input: max({execute.INPUT_FLOOR_S:g} s, {execute.TIME_FACTOR:g} x that input's "
+              "canonical time), capped at the task's limit")
     return {"prompt_style": style if mode == "instruct" and style else mode, "backend": backend.name,
             "dtype": getattr(backend, "dtype", None) or cfg.dtype,
             "batch_size": cfg.batch_size if backend.name == "hf" else None,

@@ -48,6 +48,7 @@ class Problem:
     family: str = "humaneval"
     text: str = ""
     tests: tuple[str, ...] = ()
+    n_base: int = 0  # EvalPlus: the first n_base inputs are the base tests, the rest the plus tests
 
     def program(self, completion: str) -> str:
         """The code a sample stands for, before tests are appended."""
@@ -201,7 +202,7 @@ def _plus(r: dict, family: str) -> Problem:
         text, assertion = _docstring_parts(r["prompt"])
         extra = {"family": "mbpp+", "text": text, "tests": (assertion,)}
     return Problem(r["task_id"], r["prompt"], r["entry_point"], "python", r["canonical_solution"], mode="io",
-                   inputs=tuple(inputs), atol=float(r["atol"] or 0), **extra)
+                   inputs=tuple(inputs), atol=float(r["atol"] or 0), n_base=len(r["base_input"]), **extra)
 
 
 def _docstring_parts(prompt: str) -> tuple[str, str]:

@@ -14,14 +14,16 @@ A pass is never read from an exit code or from printed text: the harness writes 
 per-sample token to a private pipe only after the tests returned normally. (Code that runs
 in the same interpreter as the tests could in principle dig that token out of the harness'
 memory; no in-process harness can rule that out, which is why outputs of the `io` jobs are
-sent back as plain data and compared outside the sandbox.)
+sent back as plain data, one line per input, and compared outside the sample: by the worker,
+as they arrive, so a sample is killed at its first wrong output.)
 
 Where a mechanism is missing (not root, no namespaces, no cgroups) the pool still runs,
 with resource limits and process-group kills, and says so in `Sandbox.warnings`.
 
 Layout: `model` (typed limits, jobs, results), `wire` (tagged JSON and framing), `jail`
 (isolation set up once per worker), `child` (hardening of each sample), `jobs` (the runners
-inside the sample), `supervise` (deadline, kill, verdict), `worker` (the worker process) and
+inside the sample), `supervise` (deadline, kill, verdict), `oracle` (EvalPlus output
+comparison, in the worker), `worker` (the worker process) and
 `pool` (the `Sandbox` the evaluator uses).
 """
 

@@ -51,7 +51,6 @@ def run_python(job: Job, nonce: str, w_res: int) -> None:
     """`python`: pass = the code ran to the end. `io`: call `entry_point` on each input and
     return the encoded outputs for judging outside."""
     import builtins
-    import copy
 
     fail = f"FAIL {nonce} "
     scope: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -65,26 +64,43 @@ def run_python(job: Job, nonce: str, w_res: int) -> None:
     fn = scope.get(job.entry_point)
     if not callable(fn):
         report(w_res, fail + f"no function named {job.entry_point!r}")
-    outputs: list[dict] = []
+    inputs = decode(job.inputs)  # before the header: the per-input clock starts at the header
+    stream(w_res, f"STREAM {nonce}\n".encode())
     skip = set(job.skip)
-    for i, args in enumerate(decode(job.inputs)):
-        if i in skip:
-            outputs.append({"skipped": True})
-            continue
-        try:
-            out = fn(*copy.deepcopy(args))
-            if job.not_none and type(out) is not bool:
-                out = out is not None
-            enc = encode(out)
-            if len(json.dumps(enc)) > BIG_OUTPUT:
-                outputs.append({"digest": digest(enc)})
-            else:
-                outputs.append({"ok": enc})
-        except BaseException as exc:
-            outputs.append({"error": describe(exc)})
-            if job.stop_on_error:
-                break
-    report(w_res, f"PASS {nonce}", outputs)
+    for i, args in enumerate(inputs):
+        line = b'{"skipped": true}\n' if i in skip else call(fn, args, job.not_none)
+        stream(w_res, line)
+        if job.stop_on_error and line.startswith(b'{"error"'):
+            break
+    report(w_res, f"END {nonce}")
+
+
+def call(fn: Any, args: list, not_none: bool) -> bytes:
+    """One input's output line in transport form (a digest when it is over 1 MiB as JSON),
+    with the seconds the whole step took (`t`: copy, call, encoding), from which canonical
+    runs set each input's time limit."""
+    import copy
+    import time
+
+    start = time.perf_counter()
+    try:
+        out = fn(*copy.deepcopy(args))
+        if not_none and type(out) is not bool:
+            out = out is not None
+        enc = encode(out)
+        text = json.dumps(enc)
+        head = '{"digest": ' + json.dumps(digest(enc)) if len(text) > BIG_OUTPUT else '{"ok": ' + text
+        return (head + f', "t": {time.perf_counter() - start:.6f}}}\n').encode()
+    except BaseException as exc:
+        return (json.dumps({"error": describe(exc)}) + "\n").encode()
+
+
+def stream(w_res: int, payload: bytes) -> None:
+    """Send bytes on the result pipe now, so the worker can judge this output while the next runs."""
+    if os.getpid() != _harness_pid:
+        os._exit(1)
+    while payload:
+        payload = payload[os.write(w_res, payload):]
 
 
 def run_argv(job: Job, nonce: str, w_res: int) -> None:

@@ -7,10 +7,12 @@ per-sample token on the private result pipe counts.
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
 import time
+from typing import Callable
 
 from evolcoder.eval.sandbox.model import Outcome, RunResult
 
@@ -18,9 +20,15 @@ VERDICT_LIMIT = 256 << 20
 
 
 def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pidns: bool,
-              uid: int) -> Outcome:
+              uid: int, on_result: Callable[[bytes], bool] | None = None,
+              stall: Callable[[], float | None] | None = None) -> Outcome:
     """Collect the sample's pipes until it exits or its deadline passes; then make sure
-    nothing it started survives (the PID namespace does that, else kill by group and uid)."""
+    nothing it started survives (the PID namespace does that, else kill by group and uid).
+
+    With `on_result`, result-pipe bytes go to it as they arrive instead of being kept; when
+    it returns True (a wrong output) the sample is killed at once. `stall`: once results
+    have started to arrive, says after each how long the next may take; a longer gap is a
+    timeout too (a hang on one input), as EvalPlus's per-input time limit is."""
     out, res = bytearray(), bytearray()
     open_fds = {r_res, r_out}
     try:
@@ -32,9 +40,10 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
         poller.register(fd, select.POLLIN)
     if pidfd >= 0:
         poller.register(pidfd, select.POLLIN)
-    timed_out, status = False, None
-    while True:
-        left = deadline - time.monotonic()
+    timed_out, stopped, status = False, False, None
+    stall_at = math.inf
+    while not stopped:
+        left = min(deadline, stall_at) - time.monotonic()
         if left <= 0:
             timed_out = True
             kill(pid)
@@ -49,8 +58,15 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
             elif fd == r_out:
                 if len(out) < cap:
                     out += chunk[: cap - len(out)]
+            elif on_result is not None:
+                stopped = on_result(chunk)
+                wait = stall() if stall is not None else None
+                stall_at = math.inf if wait is None else time.monotonic() + wait
             elif len(res) < VERDICT_LIMIT:
                 res += chunk
+        if stopped:
+            kill(pid)
+            break
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
             status = st
@@ -67,7 +83,10 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     break
-                if fd == r_res and len(res) < VERDICT_LIMIT:
+                if fd == r_res and on_result is not None:
+                    if not stopped:
+                        stopped = on_result(chunk)
+                elif fd == r_res and len(res) < VERDICT_LIMIT:
                     res += chunk
                 elif fd == r_out and len(out) < cap:
                     out += chunk[: cap - len(out)]
@@ -75,7 +94,7 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
             pass
     for fd in (r_res, r_out) + ((pidfd,) if pidfd >= 0 else ()):
         os.close(fd)
-    return Outcome(bytes(res), bytes(out), timed_out, status)
+    return Outcome(bytes(res), bytes(out), timed_out and not stopped, status)
 
 
 def reap_uid(uid: int) -> None:
@@ -110,13 +129,15 @@ def kill(pid: int) -> None:
             pass
 
 
-def judge(outcome: Outcome, nonce: str, duration: float) -> RunResult:
-    """The verdict: the token line decides; otherwise explain how the sample ended."""
+def judge(outcome: Outcome, nonce: str, duration: float, verdict: bytes | None = None) -> RunResult:
+    """The verdict: the token line decides; otherwise explain how the sample ended.
+
+    `verdict` replaces the result pipe's bytes when the worker consumed them as a stream."""
     text = outcome.output.decode("utf-8", "replace")
     duration = round(duration, 6)
     if outcome.timed_out:
         return RunResult("timed out", "", duration, text)
-    head, _, rest = outcome.verdict.partition(b"\n")
+    head, _, rest = (outcome.verdict if verdict is None else verdict).partition(b"\n")
     if head == f"PASS {nonce}".encode():
         return RunResult("passed", "", duration, text, json.loads(rest) if rest else None)
     if head.startswith(f"FAIL {nonce} ".encode()):
