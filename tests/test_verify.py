@@ -306,6 +306,11 @@ def test_turning_verification_on_reuses_every_evolve_and_answer(tmp_path: Path) 
         plots = sh(project, "dvc", "plots", "show", "--json").stdout
         drawn = json.loads(plots[plots.index("{"):])["data"]["verification by round"][0]["content"]["data"]["values"]
         assert {(v["round"], v["field"]) for v in drawn} >= {(2, "verified_fraction"), (2, "mutant_kill_rate")}
+        from evolcoder.report import verification_lines
+
+        table = verification_lines(evol)
+        assert table[1].startswith("Execution verification") and [row.split(" | ")[0] for row in table[5:]] == ["| r1", "| r2"]
+        assert f"| r2 | {evol['per_round']['r2']['verified_fraction']:.4g} |" in table[6]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -83,10 +83,25 @@ def evolution_section(evol: dict[str, Any] | None, merge: dict[str, Any] | None)
                           "requests", "cache hits", "tokens", "est. cost"], rows)
     out += ["", f"Tokens: {totals['prompt']} prompt + {totals['completion']} completion"
             + (f"; estimated cost {totals['cost']:.4f}" if totals["cost"] else "") + "."]
+    out += verification_lines(evol)
     if merge:
         out += ["", f"Merge: {merge.get('records_in')} records in, {merge.get('records_out')} training records "
                 f"out; dropped {merge.get('dropped', {})}; train sha256 `{str(merge.get('train_sha256'))[:16]}`."]
     return out
+
+
+def verification_lines(evol: dict[str, Any]) -> list[str]:
+    """evol.verify's figures per round: share of verified answers, mutants killed, verdicts."""
+    rounds = sorted(((k, s) for k, s in evol.get("per_round", {}).items() if "verified_fraction" in s),
+                    key=lambda kv: int(kv[0][1:]))
+    if not rounds:
+        return []
+    statuses = sorted({status for _, s in rounds for status in s.get("verify_by_status", {})})
+    rows = [[k, s.get("verified_fraction"), "" if s.get("mutant_kill_rate") is None else s["mutant_kill_rate"],
+             *[s.get("verify_by_status", {}).get(status, 0) for status in statuses], s.get("verify_reanswers", 0)]
+            for k, s in rounds]
+    return ["", "Execution verification (`evol.verify`):", ""] + _table(
+        ["round", "verified fraction", "mutant kill rate", *statuses, "re-answers"], rows)
 
 
 def training_section(train: dict[str, Any] | None) -> list[str]:
