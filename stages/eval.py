@@ -24,6 +24,15 @@ from evolcoder.config import DevConfig, EvalConfig, GenerateConfig, LLMConfig, l
 from evolcoder.jsonio import write_json, write_jsonl
 
 
+
+def _summary(entry: dict) -> str:
+    """pass@k with its 95 % interval and the errata count: the per-task lists stay in the metrics file."""
+    ci = entry.get("ci95", {})
+    parts = [f"{k} {v:.4f}" + (f" [{ci[k][0]:.4f}, {ci[k][1]:.4f}]" if k in ci else "")
+             for k, v in entry.items() if k.startswith("pass@")]
+    errata = f"; {len(entry['errata'])} errata" if entry.get("errata") else ""
+    return ", ".join(parts) + f" over {entry.get('n_tasks')} tasks x {entry.get('n_per_task')}" + errata
+
 @click.command()
 @click.option("--params", default="params.yaml", show_default=True, help="Params file.")
 @click.option("--section", type=click.Choice(["eval", "dev"]), required=True,
@@ -82,8 +91,9 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
                                     "limit": cfg.limit}
         runs[benchmark.name] = {**stats, "execution_s": round(report.wall_time_s, 3),
                                 "warnings": report.warnings[:20]}
-        click.echo(f"{section}/{role}: {benchmark.name}: {scores[benchmark.name]} "
-                   f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)", err=True)
+        for name in (n for n in scores if n == benchmark.name or n.startswith(f"{benchmark.name}/")):
+            click.echo(f"{section}/{role}: {name}: {_summary(scores[name])} "
+                       f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)", err=True)
     result = {**scores, "provenance": {
         **verdict_provenance(gen_cfg, mode, backend, cfg.timeout_s),
         "role": role, "model": model_provenance(model), "base_model": base_model,
