@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -150,7 +151,6 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
 
     from evolcoder.errors import ConfigError
     from evolcoder.jsonio import write_jsonl
-    from evolcoder.eval.problems import load_benchmark
 
     section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
     for item in overrides:
@@ -161,10 +161,7 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
     if mode:
         section["mode"] = mode
     cfg = build(GenerateConfig, section, "generate")
-    if limit < 0:
-        raise ConfigError("--limit: must be >= 0")
-    benchmark = load_benchmark(benchmark_name, data_dir)
-    problems = benchmark.problems[:limit] if limit else benchmark.problems
+    benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
     from evolcoder.eval.generate import generate_samples, make_backend
 
     backend = make_backend(cfg, model)
@@ -172,6 +169,17 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
     write_jsonl(out, samples)
     click.echo(f"generate: {len(samples)} samples for {len(problems)} {benchmark.name} tasks -> {out} "
                f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)")
+
+
+def _benchmark_problems(name: str, data_dir: str | None, limit: int) -> tuple[Any, list]:
+    """The benchmark and its first `limit` problems (0 = all), as `generate` and `prompts` take them."""
+    from evolcoder.errors import ConfigError
+    from evolcoder.eval.problems import load_benchmark
+
+    if limit < 0:
+        raise ConfigError("--limit: must be >= 0")
+    benchmark = load_benchmark(name, data_dir)
+    return benchmark, list(benchmark.problems[:limit] if limit else benchmark.problems)
 
 
 @main.command("prompts")
@@ -193,8 +201,6 @@ def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, 
     import os
 
     from evolcoder.config import GenerateConfig, build, load_yaml
-    from evolcoder.errors import ConfigError
-    from evolcoder.eval.problems import load_benchmark
     from evolcoder.eval.prompts import build_prompt
     from evolcoder.jsonio import write_jsonl
 
@@ -202,10 +208,7 @@ def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, 
     if style:
         section["prompt_style"] = style
     cfg = build(GenerateConfig, section, "generate")
-    if limit < 0:
-        raise ConfigError("--limit: must be >= 0")
-    benchmark = load_benchmark(benchmark_name, data_dir)
-    problems = benchmark.problems[:limit] if limit else benchmark.problems
+    benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
     write_jsonl(out, [{"task_id": p.task_id, "prompt": build_prompt(p, mode, cfg.prompt_style)} for p in problems])
     shown = cfg.prompt_style if mode == "instruct" else "bare prompt"
     click.echo(f"prompts: {len(problems)} {benchmark.name} prompts ({mode}, {shown}) -> {out}")
