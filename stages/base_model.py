@@ -16,7 +16,7 @@ from evolcoder.hf.models import materialize
 
 @click.command()
 @click.option("--params", default="params.yaml", show_default=True, help="Params file to read `base_model` from.")
-@click.option("--source", default=None, help="Override base_model.source (e.g. ${llm.model} for the evolver).")
+@click.option("--source", default=None, help="Override base_model.source (e.g. ${evolver.model} for the evolver).")
 @click.option("--out", required=True, help="Model directory to write.")
 @click.option("--metrics", default=None, help="Provenance JSON (source, path, sha256, n_params).")
 @stage_main

@@ -20,7 +20,7 @@ from typing import Any
 import click
 from _common import stage_main
 
-from evolcoder.config import DevConfig, EvalConfig, GenerateConfig, LLMConfig, load_section, to_dict
+from evolcoder.config import EvalConfig, Params, to_dict
 from evolcoder.jsonio import write_json, write_jsonl
 
 
@@ -46,9 +46,10 @@ def _summary(entry: dict) -> str:
 @stage_main
 def main(params: str, section: str, role: str, model: str, base_model: str | None, out_dir: str,
          metrics: str) -> None:
-    gen_cfg = load_section(GenerateConfig, "generate", params)
-    cfg: EvalConfig = load_section(DevConfig if section == "dev" else EvalConfig, section, params)
-    llm_cfg = load_section(LLMConfig, "llm", params)  # cache location and retry policy only
+    every = Params.load(params)  # the whole file, validated once
+    gen_cfg, box = every.generate, every.sandbox
+    cfg: EvalConfig = getattr(every, section)
+    llm_cfg = every.llm_config()  # cache location and retry policy only
     mode = gen_cfg.base_mode if role == "base" else gen_cfg.mode
     stage = "eval_base" if role == "base" else section
     started = time.perf_counter()
@@ -61,7 +62,7 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
     from evolcoder.llm.client import cache_location
 
     benchmarks = [load_benchmark(name, cfg.data_dir) for name in cfg.benchmarks]
-    require_containment(cfg.unsafe_rlimits_only)  # refuse before generating, not after
+    require_containment(box.unsafe_rlimits_only)  # refuse before generating, not after
     check_model(model, gen_cfg.backend, local=True)
     cache = cache_location(llm_cfg)
     journal_dir = Path(cache).parent / "journal"
@@ -81,8 +82,8 @@ def main(params: str, section: str, role: str, model: str, base_model: str | Non
                                           label=f"{stage}-{benchmark.name}")
         journals.append(stats.pop("journal"))
         write_jsonl(tmp / f"{benchmark.name}.samples.jsonl", samples)
-        report = evaluate_samples(benchmark, samples, workers=cfg.workers or None, timeout=cfg.timeout_s,
-                                  ks=tuple(cfg.ks), unsafe_rlimits_only=cfg.unsafe_rlimits_only,
+        report = evaluate_samples(benchmark, samples, workers=box.workers or None, timeout=cfg.timeout_s,
+                                  ks=tuple(cfg.ks), unsafe_rlimits_only=box.unsafe_rlimits_only,
                                   progress=True)
         write_jsonl(tmp / f"{benchmark.name}.results.jsonl", report.results)
         scores.update(benchmark_scores(benchmark.name, report, len(problems), gen_cfg.n))

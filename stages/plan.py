@@ -1,11 +1,11 @@
-"""DVC stage `plan`: one resolved settings file per round slot (params `evol`, `llm`)."""
+"""DVC stage `plan`: one resolved settings file per round slot (params `evol`, `evolver`)."""
 
 from __future__ import annotations
 
 import click
 from _common import stage_main
 
-from evolcoder.config import EvolConfig, LLMConfig, load_section
+from evolcoder.config import Params
 from evolcoder.evolution.plan import parse_slots, write_plans
 
 
@@ -18,10 +18,9 @@ from evolcoder.evolution.plan import parse_slots, write_plans
 @stage_main
 def main(ctx: click.Context, params: str, out_dir: str, slots: int | None) -> None:
     """The round slots come from dvc.yaml's `vars: slots`, unpacked by DVC into `--1 POOL --2 POOL ...`."""
-    evol = load_section(EvolConfig, "evol", params)
-    llm = load_section(LLMConfig, "llm", params)
-    paths = write_plans(evol, llm, out_dir, slots or parse_slots(ctx.args))
-    click.echo(f"plan: {evol.rounds} active of {len(paths)} slots")
+    every = Params.load(params)  # validates every section: a typo anywhere fails here, before any paid call
+    paths = write_plans(every.evol, every.evolver, out_dir, slots or parse_slots(ctx.args))
+    click.echo(f"plan: {every.evol.rounds} active of {len(paths)} slots")
 
 
 if __name__ == "__main__":

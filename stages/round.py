@@ -1,4 +1,4 @@
-"""DVC stage `round@<r>`: one evolution round (its plan file; params `llm` for transport only).
+"""DVC stage `round@<r>`: one evolution round (its plan file; params `llm` and `sandbox`: transport only).
 
 Exit codes: 2 bad input or params, 3 call budget spent, 4 items failed transiently or the
 endpoint is down. In every failing case nothing is written, so DVC records no result and
@@ -12,7 +12,7 @@ import asyncio
 import click
 from _common import stage_main
 
-from evolcoder.config import EvolConfig, LLMConfig, load_section
+from evolcoder.config import LLMTransport, Params
 from evolcoder.errors import DataError, RoundIncomplete
 from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
 from evolcoder.evolution.plan import RoundPlan
@@ -24,7 +24,7 @@ from evolcoder.llm.client import make_client
 
 @click.command()
 @click.option("--params", default="params.yaml", show_default=True,
-              help="Params file; only transport settings of `llm` are read here (concurrency, cache, ...).")
+              help="Params file; only transport settings (`llm`, `sandbox`) are read here.")
 @click.option("--plan", "plan_path", required=True, help="This round's plan file from the `plan` stage.")
 @click.option("--prev", required=True, help="Previous round's pool (the seed file for round 1).")
 @click.option("--model-dir", default=None, help="Materialised evolver model (transformers provider).")
@@ -40,21 +40,20 @@ def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir:
     items = [record for _, record in read_jsonl(prev)]
     if is_marker(items):
         raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
-    transport = load_section(LLMConfig, "llm", params)
+    every = Params.load(params)
     verifier = None
     if plan.verify is not None:  # before any LLM call: a machine that cannot contain code fails first
-        evol = load_section(EvolConfig, "evol", params)
-        verifier = Verifier.start(plan.verify, evol.verify_workers, evol.verify_unsafe_rlimits_only)
+        verifier = Verifier.start(plan.verify, every.sandbox.verify_workers, every.sandbox.unsafe_rlimits_only)
         click.echo(f"round {plan.round}: verifying answers ({plan.verify.mode}) in the sandbox: "
                    f"{verifier.containment}")
     try:
-        asyncio.run(_run(plan, transport, items, model_dir, out_dir, progress, verifier))
+        asyncio.run(_run(plan, every.llm, items, model_dir, out_dir, progress, verifier))
     finally:
         if verifier is not None:
             verifier.close()
 
 
-async def _run(plan: RoundPlan, transport: LLMConfig, items: list, model_dir: str | None, out_dir: str,
+async def _run(plan: RoundPlan, transport: LLMTransport, items: list, model_dir: str | None, out_dir: str,
                progress: bool, verifier: Verifier | None) -> None:
     """The client comes from the plan's evolver; params supply only transport (concurrency, cache...)."""
     llm = plan.evolver.llm_config(transport)

@@ -35,6 +35,15 @@ def default_params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
+def set_llm(params: dict, **values: object) -> dict:
+    """Put `llm`-ish settings where they live: identity keys in `evolver`, the rest in `llm`."""
+    from evolcoder.config import EvolverConfig
+
+    for key, value in values.items():
+        params["evolver" if key in EvolverConfig.model_fields else "llm"][key] = value
+    return params
+
+
 def make_project(tmp: Path, params: dict) -> Path:
     """Copy code, stages and dvc.yaml; write `params`; git init + dvc init + first commit."""
     project = tmp / "project"

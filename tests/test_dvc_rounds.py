@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from dvcproject import default_params, make_project, out, ran, sh
+from dvcproject import default_params, make_project, out, ran, set_llm, sh
 from fakeserver import subprocess_server
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ def loopback_params(seed: Path, base_url: str, rounds: int) -> dict:
     params = default_params()
     params["seed"]["path"] = str(seed)
     params["evol"]["rounds"] = rounds
-    params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
+    set_llm(params, provider="openai", model="fake", base_url=base_url, concurrency=4)
     params["merge"]["decontaminate"] = ["humaneval"]
     return params
 

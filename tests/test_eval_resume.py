@@ -35,9 +35,8 @@ def _project(root: Path, **generate: object) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     params = {"generate": {"max_new_tokens": 40, "batch_size": 1, "dtype": "float32", "mode": "completion",
                            "base_mode": "completion", "early_stop": False, **generate},
-              "eval": {"benchmarks": ["humaneval"], "limit": TASKS, "ks": [1], "workers": 2,
-                       "timeout_s": 5.0},
-              "llm": {"backoff_s": 0.01}}
+              "eval": {"benchmarks": ["humaneval"], "limit": TASKS, "ks": [1], "timeout_s": 5.0},
+              "sandbox": {"workers": 2}, "llm": {"backoff_s": 0.01}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 

@@ -21,8 +21,8 @@ STAGE = REPO / "stages" / "eval.py"
 
 def _params(tmp_path: Path, **sections) -> Path:
     data = {"generate": {"max_new_tokens": 16, "batch_size": 4, "dtype": "float32", "mode": "instruct"},
-            "eval": {"benchmarks": ["humaneval", "mbpp"], "limit": 2, "ks": [1], "workers": 2},
-            "dev": {"benchmarks": ["dev"], "limit": 2, "workers": 2}}
+            "eval": {"benchmarks": ["humaneval", "mbpp"], "limit": 2, "ks": [1]},
+            "dev": {"benchmarks": ["dev"], "limit": 2}, "sandbox": {"workers": 2}}
     for name, values in sections.items():
         data[name] = {**data[name], **values}
     path = tmp_path / "params.yaml"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvcproject import default_params, make_project, out, ran, sh
+from dvcproject import default_params, make_project, out, ran, set_llm, sh
 from fakeserver import FakeServer, Fault, default_responder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _params(seed: Path, llm: dict) -> dict:
     params = default_params()
     params["seed"]["path"] = str(seed)
     params["evol"]["rounds"] = ROUNDS
-    params["llm"].update(llm)
+    set_llm(params, **llm)
     params["merge"]["decontaminate"] = ["humaneval"]
     return params
 

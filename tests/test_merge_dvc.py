@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from dvcproject import default_params, make_project, sh
+from dvcproject import default_params, make_project, set_llm, sh
 from fakeserver import subprocess_server
 
 from evolcoder.records import record_id
@@ -44,7 +44,7 @@ def test_planted_duplicates_and_contamination_are_dropped_and_counted(tmp_path: 
         params = default_params()
         params["seed"].update(path=str(seed), n=0)
         params["evol"]["rounds"] = 1
-        params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
+        set_llm(params, provider="openai", model="fake", base_url=base_url, concurrency=4)
         project = make_project(tmp_path, params)
         sh(project, "dvc", "repro", "merge")
 

@@ -26,14 +26,16 @@ def smoke_params(base_url: str, model_dir: Path, seed: Path) -> dict:
     params = default_params()
     params["seed"].update({"path": str(seed), "n": 4})
     params["evol"]["rounds"] = 2
-    params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 4})
+    params["evolver"].update({"provider": "openai", "model": "fake", "base_url": base_url})
+    params["llm"]["concurrency"] = 4
     params["merge"]["decontaminate"] = ["humaneval"]
     params["base_model"]["source"] = str(model_dir)
     params["finetune"].update({"max_steps": 2, "max_length": 128, "per_device_batch_size": 2,
                                "precision": "fp32"})
     params["generate"].update({"max_new_tokens": 12, "batch_size": 4, "dtype": "float32"})
-    params["eval"].update({"limit": 3, "workers": 2})
-    params["dev"].update({"limit": 3, "workers": 2})
+    params["eval"]["limit"] = 3
+    params["dev"]["limit"] = 3
+    params["sandbox"]["workers"] = 2
     return params
 
 

@@ -180,7 +180,7 @@ def test_require_containment_refuses_before_any_work_without_a_jail(nobody_home)
     """What the eval stages call before generating: the same refusal, the params key named."""
     home, _ = nobody_home
     code = "from evolcoder.eval.sandbox import require_containment as r; import sys; print(r(sys.argv[1] == '1'))"
-    for disable, unsafe, rc, text in (("", "0", 0, "user-namespace jail"), ("userns", "0", 1, "dev.unsafe_rlimits_only"),
+    for disable, unsafe, rc, text in (("", "0", 0, "user-namespace jail"), ("userns", "0", 1, "sandbox.unsafe_rlimits_only"),
                                       ("userns", "1", 0, "rlimits only")):
         proc = run_as_nobody([sys.executable, "-c", code, unsafe], _env(home, EVOLCODER_SANDBOX_DISABLE=disable),
                              timeout=60)

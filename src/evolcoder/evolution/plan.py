@@ -6,18 +6,16 @@ the exact template and heuristic texts, elimination rules, the evolver's identit
 prompt format) and never the total round count. Raising `evol.rounds` from 3 to 4 leaves
 rounds 1-3's files byte-identical, so DVC skips them; rewording a heuristic for round 3
 changes only round 3's file. Transport settings (concurrency, timeouts, the cache path,
-the call budget) never enter a plan, so changing them re-runs nothing.
+the call budget: params `llm` and `sandbox`) never enter a plan, so changing them re-runs nothing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from evolcoder.config import EvolConfig, LLMConfig, build
+from evolcoder.config import EvolConfig, EvolverConfig, LLMConfig, LLMTransport, Section, build
 from evolcoder.errors import ConfigError
 from evolcoder.evolution.prompts import defaults
 from evolcoder.jsonio import write_json
@@ -28,28 +26,17 @@ SLOTS_HINT = ("add entries to `vars: slots` in dvc.yaml (slot N evolves the pool
               "\"N\": data/rounds/r<N-1>/pool.jsonl)")
 
 
-@dataclass(frozen=True)
-class Evolver:
-    """Who evolves and answers: every `llm` key that changes a completion, and the prompt format."""
+class Evolver(EvolverConfig):
+    """Who evolves and answers: the `evolver` params section as it is, plus the prompt format."""
 
-    provider: str
-    model: str
-    base_url: str | None
-    temperature: float
-    top_p: float
-    max_tokens: int
-    seed: int
-    dtype: str
     prompt_format: str
 
-    def llm_config(self, transport: LLMConfig) -> LLMConfig:
+    def llm_config(self, transport: LLMTransport) -> LLMConfig:
         """The client settings for this round: identity from the plan, transport from params."""
-        keys = {f.name for f in dataclasses.fields(LLMConfig)}
-        return dataclasses.replace(transport, **{k: v for k, v in dataclasses.asdict(self).items() if k in keys})
+        return LLMConfig.of(self, transport)
 
 
-@dataclass(frozen=True)
-class Elimination:
+class Elimination(Section):
     """WizardLM's elimination settings (plus `drop_truncated`)."""
 
     drop_truncated: bool
@@ -58,8 +45,7 @@ class Elimination:
     similarity_threshold: float
 
 
-@dataclass(frozen=True)
-class Verification:
+class Verification(Section):
     """Execution verification of answers (`evol.verify*`); absent from the plan when off, so
     plans written before it existed stay byte-identical."""
 
@@ -72,15 +58,14 @@ class Verification:
     tests_template: str
 
 
-@dataclass(frozen=True)
-class RoundPlan:
+class RoundPlan(Section):
     """Everything that decides one round's output; an inactive slot carries only its number."""
 
     round: int
     active: bool
     seed: int = 0
-    methods: dict[str, float] = field(default_factory=dict)
-    heuristics: dict[str, str] = field(default_factory=dict)
+    methods: dict[str, float] = {}
+    heuristics: dict[str, str] = {}
     template: str = ""
     equality_template: str = ""
     elimination: Elimination | None = None
@@ -88,9 +73,7 @@ class RoundPlan:
     verify: Verification | None = None
 
     def to_file(self, path: str | Path) -> None:
-        data = dataclasses.asdict(self)
-        if self.verify is None:
-            del data["verify"]
+        data = self.model_dump(exclude={"verify"} if self.verify is None else set())
         write_json(path, data if self.active else {"round": self.round, "active": False})
 
     @classmethod
@@ -98,7 +81,7 @@ class RoundPlan:
         """Read a plan file, naming it when it is not one (a stale or hand-edited file)."""
         try:
             return build(cls, json.loads(Path(path).read_text(encoding="utf-8")), str(path))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+        except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: not a round plan ({exc}); re-run the `plan` stage") from None
 
 
@@ -118,7 +101,7 @@ def resolve_texts(evol: EvolConfig, round_no: int) -> tuple[str, dict[str, str]]
     return evol.template or base["template"], texts
 
 
-def round_plan(evol: EvolConfig, llm: LLMConfig, round_no: int) -> RoundPlan:
+def round_plan(evol: EvolConfig, evolver: EvolverConfig, round_no: int) -> RoundPlan:
     """The resolved plan of one round slot."""
     if round_no > evol.rounds:
         return RoundPlan(round=round_no, active=False)
@@ -144,9 +127,8 @@ def round_plan(evol: EvolConfig, llm: LLMConfig, round_no: int) -> RoundPlan:
         elimination=Elimination(drop_truncated=evol.drop_truncated, llm_equality_check=evol.llm_equality_check,
                                 min_sorry_words=evol.min_sorry_words,
                                 similarity_threshold=evol.similarity_threshold),
-        evolver=Evolver(provider=llm.provider, model=llm.model, base_url=llm.base_url,
-                        temperature=llm.temperature, top_p=llm.top_p, max_tokens=llm.max_tokens,
-                        seed=llm.seed, dtype=llm.dtype, prompt_format=prompt_format(llm.provider)),
+        evolver=Evolver(**{k: getattr(evolver, k) for k in EvolverConfig.model_fields},
+                        prompt_format=prompt_format(evolver.provider)),
         verify=verification(evol))
 
 
@@ -170,10 +152,10 @@ def check_slots(evol: EvolConfig, slots: int) -> None:
                               f"{SLOTS_HINT}")
 
 
-def write_plans(evol: EvolConfig, llm: LLMConfig, out_dir: str | Path, slots: int) -> list[Path]:
+def write_plans(evol: EvolConfig, evolver: EvolverConfig, out_dir: str | Path, slots: int) -> list[Path]:
     """Write `round_<r>.json` for every slot 1..slots, and the manifest of active rounds."""
     check_slots(evol, slots)
-    plans = [round_plan(evol, llm, r) for r in range(1, slots + 1)]
+    plans = [round_plan(evol, evolver, r) for r in range(1, slots + 1)]
     paths = []
     for plan in plans:
         path = Path(out_dir) / f"round_{plan.round}.json"

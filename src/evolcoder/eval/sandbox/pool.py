@@ -168,7 +168,7 @@ class Sandbox:
             self.close()
             raise SandboxUnavailable(
                 "refusing to run model code with rlimits only (" + "; ".join(self.warnings) + "). "
-                "Pass --unsafe-rlimits-only (or set eval.unsafe_rlimits_only / dev.unsafe_rlimits_only in "
+                "Pass --unsafe-rlimits-only (or set sandbox.unsafe_rlimits_only in "
                 "params.yaml) to run it anyway.")
 
     def run(self, job: dict) -> RunResult:
