@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from _common import stage_main
 
-from evolcoder.config import MergeConfig, SeedConfig, load_section, to_dict
+from evolcoder.config import Params, to_dict
+from evolcoder.contracts import EvolMetrics, MergeMetrics, round_dir
 from evolcoder.evolution.outputs import read_round
 from evolcoder.evolution.plan import read_manifest
 from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
@@ -29,31 +30,34 @@ from evolcoder.dataset.merge import load_index, merge
 @stage_main
 def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, dropped: str, metrics: str,
          card: str, evol_metrics: str, evol_plot: str) -> None:
-    cfg = load_section(MergeConfig, "merge", params)
+    every = Params.load(params)
+    cfg = every.merge
     seed = [record for _, record in read_jsonl(seed_path)]
     rounds, stats = [], []
     for round_no in read_manifest(plan_dir):
-        kept, round_stats = read_round(Path(rounds_dir) / f"r{round_no}", round_no)
+        kept, round_stats = read_round(round_dir(rounds_dir, round_no), round_no)
         rounds.append(kept)
         stats.append(round_stats)
     result = merge(seed, rounds, load_index(cfg), cfg)
     write_jsonl(out, result.records)
     write_jsonl(dropped, result.dropped)
     merge_metrics = {**result.metrics, "train_sha256": file_sha256(out)}
-    write_json(metrics, merge_metrics)
-    seed_cfg = load_section(SeedConfig, "seed", params)
-    write_card(card, render_card(merge_metrics, to_dict(cfg), seed_cfg.path, len(rounds)))
-    write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats}})
-    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
-    # evol.verify's figures, in every row once any round has them (dvc plots fails on a missing key)
-    verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s for s in stats)]
-    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed),
-             **dict.fromkeys(verify)}]
-    rows += [{"round": s["round"], "mean_instruction_words": s["mean_instruction_words"], "kept": s["kept"],
-              **{k: s.get(k) for k in verify}} for s in stats]
-    write_json(evol_plot, rows)
+    MergeMetrics.parse(merge_metrics, metrics).write(metrics)
+    write_card(card, render_card(merge_metrics, to_dict(cfg), every.seed.path, len(rounds)))
+    EvolMetrics.of(stats).write(evol_metrics)
+    write_json(evol_plot, _plot_rows(seed, stats))
     click.echo(f"merge: {result.metrics['records_out']} training records "
                f"({result.metrics['dropped_total']} dropped: {result.metrics['dropped']})")
+
+
+def _plot_rows(seed: list[dict], stats: list) -> list[dict]:
+    """Mean instruction length by round (0 = the seed), plus evol.verify's figures in every row
+    once any round has them (`dvc plots` fails on a missing key)."""
+    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
+    verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s.model_fields_set for s in stats)]
+    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed), **dict.fromkeys(verify)}]
+    return rows + [{"round": s.round, "mean_instruction_words": s.mean_instruction_words, "kept": s.kept,
+                    **{k: getattr(s, k) for k in verify}} for s in stats]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from _common import stage_main
 
 from evolcoder.config import SeedConfig, load_section
 from evolcoder.errors import ConfigError
-from evolcoder.jsonio import write_json, write_jsonl
+from evolcoder.contracts import SeedMetrics
+from evolcoder.jsonio import write_jsonl
 from evolcoder.dataset.seed import load_seed
 
 
@@ -31,7 +32,7 @@ def main(params: str, out: str, metrics: str, source_path: str | None) -> None:
     for line in result.skipped:
         click.echo(f"skipped {line}", err=True)
     write_jsonl(out, result.records)
-    write_json(metrics, result.stats)
+    SeedMetrics.parse(result.stats, metrics).write(metrics)
     click.echo(f"seed: {result.stats}")
 
 

@@ -19,7 +19,7 @@ from fakeserver import subprocess_server
 pytestmark = pytest.mark.slow
 
 ALL_STAGES = {"seed", "plan", "evolver", "round@1", "round@2", "merge", "base_model", "finetune",
-              "eval_base", "eval", "dev"}
+              "eval@base", "eval@finetuned", "eval@dev"}
 
 
 def smoke_params(base_url: str, model_dir: Path, seed: Path) -> dict:
@@ -62,15 +62,15 @@ def test_full_pipeline_then_one_more_round(tmp_path: Path, tiny_model_dir: Path)
         sh(project, "git", "commit", "-qm", "two rounds")
 
         three = ran(sh(project, "dvc", "exp", "run", "-S", "evol.rounds=3"))
-        assert {"plan", "round@3", "merge", "finetune", "eval", "dev"} <= three
-        assert not three & {"seed", "evolver", "round@1", "round@2", "base_model", "eval_base"}
+        assert {"plan", "round@3", "merge", "finetune", "eval@finetuned", "eval@dev"} <= three
+        assert not three & {"seed", "evolver", "round@1", "round@2", "base_model", "eval@base"}
         diff = out(sh(project, "dvc", "metrics", "diff", "--json"))
         assert "metrics/evol.json" in diff
 
         reworded = ran(sh(project, "dvc", "exp", "run", "-S",
                           "+evol.heuristics.constraints=Add two new constraints to the problem."))
-        assert {"plan", "round@1", "round@2", "merge", "finetune", "eval", "dev"} <= reworded
-        assert not reworded & {"seed", "evolver", "base_model", "eval_base"}
+        assert {"plan", "round@1", "round@2", "merge", "finetune", "eval@finetuned", "eval@dev"} <= reworded
+        assert not reworded & {"seed", "evolver", "base_model", "eval@base"}
 
     report = subprocess.run([sys.executable, "-m", "evolcoder.cli", "report", "--no-html"], cwd=project,
                             capture_output=True, text=True, timeout=120)

@@ -1,75 +1,33 @@
 """Every stage depends on exactly the code it runs: DVC must never call stale data up to date.
 
-The import closure of each stage script (through `stages/_common.py` and every
-`evolcoder` import, lazy ones inside functions included) is walked with `ast`, and every
-library file in it must be covered by one of the stage's `deps` (the file itself or a
-folder above it). The other direction is checked where it matters most: nothing that
-only evolution runs may schedule the base model's evaluation.
+The import closure of each stage script (src/evolcoder/dvcdeps.py: through
+`stages/_common.py` and every `evolcoder` import, lazy ones inside functions included) is
+walked with `ast`, and every library file in it must be covered by one of the stage's
+`deps` (the file itself or a folder above it). `evolcoder dvc-deps --write` writes the deps
+from that closure and `--check` must pass, so nothing a stage does not run schedules it.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from evolcoder import dvcdeps
+from evolcoder.dvcdeps import imports_of
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
 
 def module_file(name: str) -> Path | None:
-    """The source file of an `evolcoder` module or package, or None for anything else."""
-    if name != "evolcoder" and not name.startswith("evolcoder."):
-        return None
-    base = SRC.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imports_of(path: Path) -> set[str]:
-    """Every module an `import` or `from ... import` anywhere in the file may load at run time."""
-    names: set[str] = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    for node in ast.walk(tree):  # `if TYPE_CHECKING:` blocks never run
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            node.body = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            raise AssertionError(f"{path}: relative import; use absolute `evolcoder.` imports")
-    if any(n == "_common" for n in names):
-        names.add("stages._common")
-    return names
+    return dvcdeps.module_file(SRC, name)
 
 
 def closure(script: Path) -> set[Path]:
-    """The script, `_common.py` when it uses it, and every library file it reaches."""
-    seen: set[Path] = set()
-    todo = [script]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in imports_of(path):
-            if name == "stages._common":
-                todo.append(REPO / "stages" / "_common.py")
-                continue
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # a module's packages run their __init__ too
-                found = module_file(".".join(parts[:i]))
-                if found is not None:
-                    todo.append(found)
-    return seen
+    return dvcdeps.closure(REPO, script)
 
 
 def stages() -> dict[str, dict]:
@@ -103,7 +61,7 @@ def test_the_check_fails_when_a_dep_is_removed() -> None:
     assert "src/evolcoder/llm/client.py" in missing and "src/evolcoder/llm/cache.py" in missing
 
 
-@pytest.mark.parametrize("name", ["eval_base", "eval", "dev", "finetune", "base_model"])
+@pytest.mark.parametrize("name", ["eval", "finetune", "base_model"])
 def test_evolution_never_schedules_training_or_evaluation(name: str) -> None:
     deps = stages()[name].get("deps", [])
     assert not [d for d in deps if d.startswith("src/evolcoder/evolution")], deps
@@ -132,3 +90,19 @@ def test_no_import_reaches_upward() -> None:
             sub = ".".join(target.relative_to(SRC / "evolcoder").with_suffix("").parts[:2])
             assert (here, sub) in allowed_sideways or (here, sub.rsplit(".", 1)[0]) in allowed_sideways, \
                 f"{path.relative_to(REPO)} ({here}) imports {name} ({there})"
+
+
+def test_dvc_yaml_deps_are_the_generated_ones() -> None:
+    assert dvcdeps.check(REPO) == []
+
+
+def test_generated_deps_survive_a_rewrite_and_catch_a_removed_dep(tmp_path: Path) -> None:
+    """--write of a current file changes no byte; a dep removed by hand makes --check fail."""
+    for name in ("src", "stages"):
+        (tmp_path / name).symlink_to(REPO / name)
+    text = (REPO / "dvc.yaml").read_text(encoding="utf-8")
+    (tmp_path / "dvc.yaml").write_text(text)
+    assert dvcdeps.write(tmp_path) == [] and (tmp_path / "dvc.yaml").read_text() == text
+    (tmp_path / "dvc.yaml").write_text(text.replace(" src/evolcoder/contracts.py,", "", 1))
+    assert any("missing ['src/evolcoder/contracts.py']" in p for p in dvcdeps.check(tmp_path))
+    assert dvcdeps.write(tmp_path) and (tmp_path / "dvc.yaml").read_text() == text

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from evolcoder.contracts import EVAL_METRICS, EVOL_STOP, METRICS_DIR, REPORT
+
 
 class _FriendlyGroup(click.Group):
     """Turn the library's errors into one clear line and their exit code (2: fix the input)."""
@@ -214,12 +216,12 @@ def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, 
 @click.option("--exp-json", type=click.Path(dir_okay=False), default=None,
               help="A saved `dvc exp show --json` document (default: run it here).")
 @click.option("--apply", "do_apply", is_flag=True, help="`dvc exp apply` the chosen experiment.")
-@click.option("--dev-metric", default="metrics/dev.json", show_default=True,
+@click.option("--dev-metric", default=EVAL_METRICS["dev"], show_default=True,
               help="FILE[:KEY] of the dev score; KEY defaults to the first benchmark's pass@1.")
-@click.option("--test-metric", default="metrics/eval.json", show_default=True,
+@click.option("--test-metric", default=EVAL_METRICS["eval"], show_default=True,
               help="FILE[:KEY] of the test score (shown, never used to choose).")
 @click.option("--rounds-param", default="evol.rounds", show_default=True, help="The swept param.")
-@click.option("--plot-out", default="metrics/evol_stop.json", show_default=True,
+@click.option("--plot-out", default=EVOL_STOP, show_default=True,
               help="Rows for `dvc plots` (rounds -> dev_pass@1); '' to skip.")
 def evol_stop_cmd(exp_json: str | None, do_apply: bool, dev_metric: str, test_metric: str,
                   rounds_param: str, plot_out: str) -> None:
@@ -383,13 +385,36 @@ def preset_cmd(preset: str, params_path: str) -> None:
     click.echo(f"{params_path}: applied {preset} ({', '.join(overrides)})")
 
 
+# --- dvc.yaml deps (issue 21) ---
+
+
+@main.command("dvc-deps")
+@click.option("--check", "mode", flag_value="check", default=True, help="Fail if any stage's deps are stale.")
+@click.option("--write", "mode", flag_value="write", help="Rewrite stale deps in dvc.yaml.")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="Project root.")
+def dvc_deps_cmd(mode: str, repo: str) -> None:
+    """Each stage's code deps = its script's import closure (see src/evolcoder/dvcdeps.py)."""
+    from evolcoder import dvcdeps
+
+    if mode == "write":
+        changed = dvcdeps.write(Path(repo))
+        click.echo(f"dvc.yaml: deps rewritten for {', '.join(changed)}" if changed else "dvc.yaml: deps current")
+        return
+    problems = dvcdeps.check(Path(repo))
+    for line in problems:
+        click.echo(line, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo("dvc.yaml: every stage's deps match its import closure")
+
+
 # --- report (issue 6) ---
 
 
 @main.command("report")
-@click.option("--metrics-dir", default="metrics", show_default=True, type=click.Path(file_okay=False),
+@click.option("--metrics-dir", default=METRICS_DIR, show_default=True, type=click.Path(file_okay=False),
               help="Directory holding the stages' metrics files.")
-@click.option("--out", default="metrics/report.md", show_default=True, type=click.Path(dir_okay=False),
+@click.option("--out", default=REPORT, show_default=True, type=click.Path(dir_okay=False),
               help="Markdown report to write.")
 @click.option("--html/--no-html", default=True, show_default=True,
               help="Also render `dvc plots show` HTML next to the report.")

@@ -10,12 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evolcoder.contracts import (EVAL_METRICS, EVOL_METRICS, EVOL_STOP, MERGE_METRICS, SEED_METRICS, TRAIN_METRICS,
+                                 EvalMetrics, EvolMetrics, FinetuneRecord, MergeMetrics, Metrics, SeedMetrics)
 
-def _load(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+
+def _load(metrics_dir: Path, name: str, model: type[Metrics] | type[EvalMetrics]) -> Any | None:
+    """A stage's metrics file checked against its contract (None when the stage has not run)."""
+    metrics = model.read_optional(metrics_dir / Path(name).name)
+    return None if metrics is None else metrics.dump()
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -31,15 +33,12 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 
 def pass_at_k(metrics: dict[str, Any] | None) -> dict[str, dict[str, float]]:
     """{benchmark: {pass@k: value}} from an eval metrics file (`{bench: {"pass@1": ...}, "provenance": ...}`)."""
-    return {bench: {k: v for k, v in scores.items() if k.startswith("pass@")}
-            for bench, scores in (metrics or {}).items()
-            if isinstance(scores, dict) and any(k.startswith("pass@") for k in scores)}
+    return EvalMetrics.parse(metrics or {}, "eval metrics").pass_at_k()
 
 
 def intervals(metrics: dict[str, Any] | None) -> dict[str, dict[str, list[float]]]:
     """{benchmark: {pass@k: [low, high]}}: the 95 % intervals the eval stages record."""
-    return {bench: scores["ci95"] for bench, scores in (metrics or {}).items()
-            if isinstance(scores, dict) and isinstance(scores.get("ci95"), dict)}
+    return EvalMetrics.parse(metrics or {}, "eval metrics").intervals()
 
 
 def _with_ci(value: float | None, ci: list[float] | None) -> str:
@@ -183,13 +182,16 @@ def evolstop_section(evolstop: Any) -> list[str]:
 def build_report(metrics_dir: str | Path = "metrics") -> str:
     m = Path(metrics_dir)
     parts = ["# evolcoder run report", ""]
-    seed = _load(m / "seed.json")
+    seed = _load(m, SEED_METRICS, SeedMetrics)
     if seed:
         parts += [f"Seed: {seed.get('written')} instructions ({seed.get('skipped', 0)} skipped, "
                   f"{seed.get('duplicates', 0)} duplicates).", ""]
-    for section in (evolution_section(_load(m / "evol.json"), _load(m / "merge.json")),
-                    training_section(_load(m / "train.json")),
-                    eval_section(_load(m / "eval_base.json"), _load(m / "eval.json"), _load(m / "dev.json")),
-                    evolstop_section(_load(m / "evol_stop.json"))):
+    evals = [_load(m, EVAL_METRICS[stage], EvalMetrics) for stage in ("eval_base", "eval", "dev")]
+    stop_file = m / Path(EVOL_STOP).name
+    for section in (evolution_section(_load(m, EVOL_METRICS, EvolMetrics), _load(m, MERGE_METRICS, MergeMetrics)),
+                    training_section(_load(m, TRAIN_METRICS, FinetuneRecord)),
+                    eval_section(*evals),
+                    evolstop_section(json.loads(stop_file.read_text(encoding="utf-8")) if stop_file.is_file()
+                                     else None)):
         parts += section + [""]
     return "\n".join(parts)

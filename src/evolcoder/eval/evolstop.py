@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evolcoder.contracts import EVAL_METRICS
 from evolcoder.errors import DataError
 
 _KIND_RANK = {"experiment": 2, "baseline": 1, "workspace": 0}
@@ -131,8 +132,8 @@ def _nodes(doc: Any) -> list[tuple[str, dict]]:
     return found
 
 
-def parse_exp_show(doc: Any, *, dev: MetricRef = MetricRef("metrics/dev.json"),
-                   test: MetricRef = MetricRef("metrics/eval.json"), rounds_param: str = "evol.rounds",
+def parse_exp_show(doc: Any, *, dev: MetricRef = MetricRef(EVAL_METRICS["dev"]),
+                   test: MetricRef = MetricRef(EVAL_METRICS["eval"]), rounds_param: str = "evol.rounds",
                    params_file: str = "params.yaml") -> list[ExpRow]:
     """Rows of the sweep; experiments without results (queued, failed) are skipped."""
     rows = []

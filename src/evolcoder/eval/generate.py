@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evolcoder.config import GenerateConfig, LLMConfig
+from evolcoder.contracts import TRAIN_CONFIG
 
 from evolcoder.errors import ConfigError, EvolcoderError
 from evolcoder.eval.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
@@ -296,7 +297,7 @@ def model_provenance(model: str) -> dict[str, Any]:
     ref = read_ref(model)
     if ref is not None:
         info["ref"] = ref
-    file = Path(model) / "evolcoder_config.json"
+    file = Path(model) / TRAIN_CONFIG
     if file.is_file():
         data = json.loads(file.read_text(encoding="utf-8"))
         info["finetune"] = ({k: data.get(k) for k in ("base_model", "train_data_sha256")} |

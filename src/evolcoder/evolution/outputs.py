@@ -5,12 +5,12 @@ Kept apart from the runner so that `merge` reads rounds without importing the LL
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evolcoder.contracts import ROUND_FILES, ROUND_STATS, RoundStats
 from evolcoder.errors import DataError
-from evolcoder.jsonio import read_jsonl, write_json, write_jsonl
+from evolcoder.jsonio import read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from evolcoder.evolution.rounds import RoundResult
@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 def write_inactive(round_no: int, out_dir: str | Path) -> None:
     """An inactive slot: one marker line per output, written without reading any input."""
     out = Path(out_dir)
-    marker = {"round": round_no, "active": False}
-    for name in ("pool.jsonl", "kept.jsonl", "outcomes.jsonl"):
-        write_jsonl(out / name, [marker])
-    write_json(out / "stats.json", marker)
+    marker = RoundStats(round=round_no, active=False)
+    for name in ROUND_FILES:
+        write_jsonl(out / name, [marker.dump()])
+    marker.write(out / ROUND_STATS)
 
 
 def write_round(result: RoundResult, out_dir: str | Path) -> None:
@@ -31,24 +31,24 @@ def write_round(result: RoundResult, out_dir: str | Path) -> None:
     write_jsonl(out / "outcomes.jsonl", (o.record() for o in result.outcomes))
     write_jsonl(out / "kept.jsonl", result.kept())
     write_jsonl(out / "pool.jsonl", result.pool())
-    write_json(out / "stats.json", result.stats())
+    RoundStats.parse(result.stats(), out / ROUND_STATS).write(out / ROUND_STATS)
 
 
 def is_marker(records: list[dict[str, Any]]) -> bool:
     return len(records) == 1 and records[0].get("active") is False
 
 
-def read_round(round_dir: str | Path, round_no: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def read_round(round_dir: str | Path, round_no: int) -> tuple[list[dict[str, Any]], RoundStats]:
     """A finished active round's kept records and stats; an active round that is missing or
     written as inactive fails, so no round can silently drop out of the training set."""
     round_dir = Path(round_dir)
-    kept_path, stats_path = round_dir / "kept.jsonl", round_dir / "stats.json"
+    kept_path, stats_path = round_dir / "kept.jsonl", round_dir / ROUND_STATS
     if not kept_path.is_file() or not stats_path.is_file():
         raise DataError(f"{round_dir}: round {round_no} is active in the plan but has no outputs; "
                         "add its slot to dvc.yaml `vars: slots` and re-run")
     kept = [record for _, record in read_jsonl(kept_path)]
-    stats = json.loads(stats_path.read_text(encoding="utf-8"))
-    if is_marker(kept) or not stats.get("active", False) or stats.get("round") != round_no:
+    stats = RoundStats.read(stats_path)
+    if is_marker(kept) or not stats.active or stats.round != round_no:
         raise DataError(f"{stats_path}:1: round {round_no} is active in the plan but its outputs are "
                         "not that round's (stale or inactive); re-run `dvc repro`")
     return kept, stats

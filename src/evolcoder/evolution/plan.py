@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Literal
 
 from evolcoder.config import EvolConfig, EvolverConfig, LLMConfig, LLMTransport, Section, build
+from evolcoder.contracts import PLAN_MANIFEST, ROUND_FILES, plan_file, round_dir, round_key
 from evolcoder.errors import ConfigError
 from evolcoder.evolution.prompts import defaults
 from evolcoder.jsonio import write_json
 from evolcoder.llm.base import PLAIN_FORMAT
 
-MANIFEST = "manifest.json"
+MANIFEST = PLAN_MANIFEST
 SLOTS_HINT = ("add entries to `vars: slots` in dvc.yaml (slot N evolves the pool of slot N-1: "
               "\"N\": data/rounds/r<N-1>/pool.jsonl)")
 
@@ -95,7 +96,7 @@ def resolve_texts(evol: EvolConfig, round_no: int) -> tuple[str, dict[str, str]]
     """The template and heuristic texts of one round: paper defaults < evol.* < evol.per_round.rN."""
     base = defaults()
     texts = {**base["heuristics"], **evol.heuristics}
-    override = evol.per_round.get(f"r{round_no}")
+    override = evol.per_round.get(round_key(round_no))
     if override is not None and override.heuristics:
         texts.update(override.heuristics)
     return evol.template or base["template"], texts
@@ -105,7 +106,7 @@ def round_plan(evol: EvolConfig, evolver: EvolverConfig, round_no: int) -> Round
     """The resolved plan of one round slot."""
     if round_no > evol.rounds:
         return RoundPlan(round=round_no, active=False)
-    override = evol.per_round.get(f"r{round_no}")
+    override = evol.per_round.get(round_key(round_no))
     weights, seed, where = dict(evol.methods), evol.seed, "evol.methods"
     if override is not None:
         if override.methods is not None:
@@ -158,7 +159,7 @@ def write_plans(evol: EvolConfig, evolver: EvolverConfig, out_dir: str | Path, s
     plans = [round_plan(evol, evolver, r) for r in range(1, slots + 1)]
     paths = []
     for plan in plans:
-        path = Path(out_dir) / f"round_{plan.round}.json"
+        path = plan_file(out_dir, plan.round)
         plan.to_file(path)
         paths.append(path)
     write_json(Path(out_dir) / MANIFEST, {"slots": slots, "active": [p.round for p in plans if p.active]})
@@ -191,7 +192,7 @@ def parse_slots(args: list[str]) -> int:
     if sorted(table) != list(range(1, len(table) + 1)):
         raise ConfigError(f"dvc.yaml: vars.slots: slots must be \"1\"..\"N\" without gaps, got {sorted(table)}")
     for n, pool in table.items():
-        if n > 1 and pool != f"data/rounds/r{n - 1}/pool.jsonl":
-            raise ConfigError(f"dvc.yaml: vars.slots.{n}: is {pool!r}; slot {n} must evolve "
-                              f"data/rounds/r{n - 1}/pool.jsonl")
+        expected = f"{round_dir('data/rounds', n - 1).as_posix()}/{ROUND_FILES[0]}"
+        if n > 1 and pool != expected:
+            raise ConfigError(f"dvc.yaml: vars.slots.{n}: is {pool!r}; slot {n} must evolve {expected}")
     return len(table)

@@ -21,10 +21,11 @@ from typing import Any
 from evolcoder.config import FinetuneConfig, to_dict
 from evolcoder.errors import ConfigError, TrainError
 from evolcoder.hf.models import read_ref, resolve, weights_sha256
+from evolcoder.contracts import TRAIN_CONFIG, FinetuneRecord
 from evolcoder.jsonio import file_sha256, write_json
 from evolcoder.train.sft_data import SFTCollator, load_records, pack, tokenize_records
 
-CONFIG_FILE = "evolcoder_config.json"
+CONFIG_FILE = TRAIN_CONFIG
 # Settings that change how a run is *executed or reported*, not what it computes, so a
 # checkpoint stays resumable across them (max_steps/epochs: extending a run continues it).
 _NOT_IN_FINGERPRINT = {"resume", "logging_steps", "save_steps", "checkpoint_dir", "accelerate_config",
@@ -236,7 +237,7 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
     _save(trainer, tokenizer, cfg, out_dir, {"train_data": str(train_path), "train_data_sha256": data_sha,
                                                "base_model": cfg.base_model, "metrics": weights_only})
     if args.process_index == 0 and metrics_path is not None:
-        write_json(metrics_path, metrics)
+        FinetuneRecord.parse(metrics, metrics_path).write(metrics_path)
     trainer.accelerator.wait_for_everyone()
     return metrics
 
