@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from _common import stage_main
 
 from evolcoder.config import Params, to_dict
-from evolcoder.contracts import EvolMetrics, MergeMetrics, round_dir
+from evolcoder.contracts import EvolMetrics, MergeMetrics, evol_plot_rows, round_dir
 from evolcoder.evolution.outputs import read_round
 from evolcoder.evolution.plan import read_manifest
 from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
@@ -45,19 +43,9 @@ def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, 
     MergeMetrics.parse(merge_metrics, metrics).write(metrics)
     write_card(card, render_card(merge_metrics, to_dict(cfg), every.seed.path, len(rounds)))
     EvolMetrics.of(stats).write(evol_metrics)
-    write_json(evol_plot, _plot_rows(seed, stats))
+    write_json(evol_plot, evol_plot_rows(seed, stats))
     click.echo(f"merge: {result.metrics['records_out']} training records "
                f"({result.metrics['dropped_total']} dropped: {result.metrics['dropped']})")
-
-
-def _plot_rows(seed: list[dict], stats: list) -> list[dict]:
-    """Mean instruction length by round (0 = the seed), plus evol.verify's figures in every row
-    once any round has them (`dvc plots` fails on a missing key)."""
-    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
-    verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s.model_fields_set for s in stats)]
-    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed), **dict.fromkeys(verify)}]
-    return rows + [{"round": s.round, "mean_instruction_words": s.mean_instruction_words, "kept": s.kept,
-                    **{k: getattr(s, k) for k in verify}} for s in stats]
 
 
 if __name__ == "__main__":

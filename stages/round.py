@@ -7,19 +7,12 @@ the next `dvc repro` runs the round again (answered requests come from the cache
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 from _common import stage_main
 
-from evolcoder.config import LLMTransport, Params
-from evolcoder.errors import DataError, RoundIncomplete
-from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
+from evolcoder.config import Params
 from evolcoder.evolution.plan import RoundPlan
-from evolcoder.evolution.rounds import RoundRunner
-from evolcoder.evolution.verify import Verifier
-from evolcoder.jsonio import read_jsonl
-from evolcoder.llm.client import make_client
+from evolcoder.evolution.run import run_round
 
 
 @click.command()
@@ -32,49 +25,9 @@ from evolcoder.llm.client import make_client
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @stage_main
 def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir: str, progress: bool) -> None:
-    plan = RoundPlan.from_file(plan_path)
-    if not plan.active:
-        write_inactive(plan.round, out_dir)
-        click.echo(f"round {plan.round}: inactive")
-        return
-    items = [record for _, record in read_jsonl(prev)]
-    if is_marker(items):
-        raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
     every = Params.load(params)
-    verifier = None
-    if plan.verify is not None:  # before any LLM call: a machine that cannot contain code fails first
-        verifier = Verifier.start(plan.verify, every.sandbox.verify_workers, every.sandbox.unsafe_rlimits_only)
-        click.echo(f"round {plan.round}: verifying answers ({plan.verify.mode}) in the sandbox: "
-                   f"{verifier.containment}")
-    try:
-        asyncio.run(_run(plan, every.llm, items, model_dir, out_dir, progress, verifier))
-    finally:
-        if verifier is not None:
-            verifier.close()
-
-
-async def _run(plan: RoundPlan, transport: LLMTransport, items: list, model_dir: str | None, out_dir: str,
-               progress: bool, verifier: Verifier | None) -> None:
-    """The client comes from the plan's evolver; params supply only transport (concurrency, cache...)."""
-    llm = plan.evolver.llm_config(transport)
-    client = make_client(llm, stage=f"round@{plan.round}",
-                         model_path=model_dir if llm.provider == "transformers" else None)
-    try:
-        result = await RoundRunner(plan, client, verifier).run(items, progress=progress)
-    finally:
-        await client.aclose()
-    stats = result.stats()
-    click.echo(f"round {plan.round}: {stats['kept']} kept, {stats['eliminated']} eliminated, "
-               f"{stats['failed']} failed ({stats['failed_permanent']} rejected by the endpoint) of "
-               f"{stats['items_in']}; {stats.get('llm_requests', 0)} requests, "
-               f"{stats.get('llm_cache_hits', 0)} cache hits, {stats.get('llm_retries', 0)} retries")
-    if "verified_fraction" in stats:
-        click.echo(f"round {plan.round}: verified {stats['verified_fraction']:.0%} of {stats['verify_items']} "
-                   f"answers {stats['verify_by_status']}; mutant kill rate {stats['mutant_kill_rate']}")
-    problem = result.incomplete(llm.max_failed_fraction)
-    if problem:
-        raise RoundIncomplete(problem)
-    write_round(result, out_dir)
+    run_round(RoundPlan.from_file(plan_path), prev, every.llm, every.sandbox, model_dir, out_dir, progress,
+              echo=click.echo)
 
 
 if __name__ == "__main__":

@@ -212,9 +212,9 @@ def test_round_stage_killed_with_sigkill_repeats_no_saved_request(tmp_path: Path
     log = tmp_path / "server.jsonl"
     with subprocess_server(latency=0.05, log_path=str(log)) as base_url:
         params = tmp_path / "params.yaml"
-        params.write_text(json.dumps({"evol": {"rounds": 1, "verify": "off"}, "llm": {
-            "provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 2,
-            "cache": str(tmp_path / "cache.sqlite")}}))
+        params.write_text(json.dumps({"evol": {"rounds": 1, "verify": "off"},
+                                      "evolver": {"provider": "openai", "model": "fake", "base_url": base_url},
+                                      "llm": {"concurrency": 2, "cache": str(tmp_path / "cache.sqlite")}}))
         plan = tmp_path / "plan" / "round_1.json"
         subprocess.run([sys.executable, str(REPO / "stages" / "plan.py"), "--params", str(params),
                         "--out-dir", str(plan.parent), "--slots", "1"], check=True)

@@ -134,6 +134,16 @@ class EvolMetrics(Metrics):
         return sorted(self.per_round.items(), key=lambda kv: round_number(kv[0]))
 
 
+def evol_plot_rows(seed: list[dict[str, Any]], stats: list[RoundStats]) -> list[dict[str, Any]]:
+    """metrics/evol_rounds.json: mean instruction length by round (0 = the seed), plus
+    evol.verify's figures in every row once any round has them (`dvc plots` fails on a missing key)."""
+    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
+    verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s.model_fields_set for s in stats)]
+    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed), **dict.fromkeys(verify)}]
+    return rows + [{"round": s.round, "mean_instruction_words": s.mean_instruction_words, "kept": s.kept,
+                    **{k: getattr(s, k) for k in verify}} for s in stats]
+
+
 class MergeMetrics(Metrics):
     records_in: int = 0
     records_out: int = 0

@@ -1,0 +1,72 @@
+"""One evolution round as the `round@<r>` stage runs it: plan + pool in, the round's files out.
+
+The stage script only parses its options; this keeps the order that makes a failed round
+leave nothing behind: the sandbox is checked before any LLM call (a machine that cannot
+contain code fails first), and the outputs are written only when the round is complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from evolcoder.config import LLMTransport, SandboxConfig
+from evolcoder.errors import DataError, RoundIncomplete
+from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
+from evolcoder.evolution.plan import RoundPlan
+from evolcoder.evolution.rounds import RoundResult, RoundRunner
+from evolcoder.evolution.verify import Verifier
+from evolcoder.jsonio import read_jsonl
+from evolcoder.llm.client import make_client
+
+
+def run_round(plan: RoundPlan, prev: str, transport: LLMTransport, sandbox: SandboxConfig, model_dir: str | None,
+              out_dir: str, progress: bool = True, echo: Callable[[str], None] = print) -> None:
+    """Evolve `prev` (the previous pool) by `plan` and write the round to `out_dir`."""
+    if not plan.active:
+        write_inactive(plan.round, out_dir)
+        echo(f"round {plan.round}: inactive")
+        return
+    items = [record for _, record in read_jsonl(prev)]
+    if is_marker(items):
+        raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
+    verifier = None
+    if plan.verify is not None:
+        verifier = Verifier.start(plan.verify, sandbox.verify_workers, sandbox.unsafe_rlimits_only)
+        echo(f"round {plan.round}: verifying answers ({plan.verify.mode}) in the sandbox: {verifier.containment}")
+    try:
+        result = asyncio.run(_evolve(plan, transport, items, model_dir, progress, verifier))
+    finally:
+        if verifier is not None:
+            verifier.close()
+    for line in summary(result.stats()):
+        echo(line)
+    problem = result.incomplete(transport.max_failed_fraction)
+    if problem:
+        raise RoundIncomplete(problem)
+    write_round(result, out_dir)
+
+
+async def _evolve(plan: RoundPlan, transport: LLMTransport, items: list, model_dir: str | None, progress: bool,
+                  verifier: Verifier | None) -> RoundResult:
+    """The client comes from the plan's evolver; params supply only transport (concurrency, cache...)."""
+    llm = plan.evolver.llm_config(transport)
+    client = make_client(llm, stage=f"round@{plan.round}",
+                         model_path=model_dir if llm.provider == "transformers" else None)
+    try:
+        return await RoundRunner(plan, client, verifier).run(items, progress=progress)
+    finally:
+        await client.aclose()
+
+
+def summary(stats: dict) -> list[str]:
+    """What the stage prints: counts, requests, and evol.verify's figures when it ran."""
+    n = stats["round"]
+    lines = [f"round {n}: {stats['kept']} kept, {stats['eliminated']} eliminated, {stats['failed']} failed "
+             f"({stats['failed_permanent']} rejected by the endpoint) of {stats['items_in']}; "
+             f"{stats.get('llm_requests', 0)} requests, {stats.get('llm_cache_hits', 0)} cache hits, "
+             f"{stats.get('llm_retries', 0)} retries"]
+    if "verified_fraction" in stats:
+        lines.append(f"round {n}: verified {stats['verified_fraction']:.0%} of {stats['verify_items']} answers "
+                     f"{stats['verify_by_status']}; mutant kill rate {stats['mutant_kill_rate']}")
+    return lines
