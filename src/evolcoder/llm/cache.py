@@ -30,46 +30,65 @@ from typing import Any
 
 from evolcoder.llm.base import ChatRequest, Completion
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS completions (
-    key TEXT PRIMARY KEY,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    request TEXT NOT NULL,
-    text TEXT NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    finish_reason TEXT,
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS calls (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    stage TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    model TEXT NOT NULL,
-    key TEXT NOT NULL,
-    cached INTEGER NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    latency_s REAL NOT NULL,
-    attempts INTEGER NOT NULL,
-    error TEXT,
-    cause TEXT,
-    retries TEXT
-);
-CREATE INDEX IF NOT EXISTS calls_stage ON calls(stage);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    stage TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL NOT NULL,
-    requests INTEGER NOT NULL,
-    cache_hits INTEGER NOT NULL,
-    failures INTEGER NOT NULL
-);
-"""
-ADDED_CALL_COLUMNS = ("cause", "retries")  # caches written before they existed get them on open
+# The schema as numbered migrations, applied in order and recorded in `_migrations` (as
+# simonw/llm does): a cache written by any earlier version opens and is brought up to date,
+# and a new column or table is one more entry here. Each step must also be a no-op on a
+# cache that already has its effect: caches written before this table existed have no
+# record of the steps their own code ran.
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    ("m001_initial", [
+        """CREATE TABLE IF NOT EXISTS completions (
+            key TEXT PRIMARY KEY, provider TEXT NOT NULL, model TEXT NOT NULL, request TEXT NOT NULL,
+            text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+            finish_reason TEXT, created REAL NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS calls (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, stage TEXT NOT NULL,
+            provider TEXT NOT NULL, model TEXT NOT NULL, key TEXT NOT NULL, cached INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, latency_s REAL NOT NULL,
+            attempts INTEGER NOT NULL, error TEXT)""",
+        "CREATE INDEX IF NOT EXISTS calls_stage ON calls(stage)",
+        """CREATE TABLE IF NOT EXISTS runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, stage TEXT NOT NULL, started REAL NOT NULL,
+            finished REAL NOT NULL, requests INTEGER NOT NULL, cache_hits INTEGER NOT NULL,
+            failures INTEGER NOT NULL)"""]),
+    ("m002_calls_cause_and_retries", ["ADD COLUMN calls.cause TEXT", "ADD COLUMN calls.retries TEXT"]),
+]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this cache lacks, in one write transaction; returns their names.
+
+    `BEGIN IMMEDIATE` takes the write lock before reading `_migrations`, so stages opening
+    one cache at the same moment apply each step once, in order.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        applied = []
+        for name, steps in MIGRATIONS:
+            if name in done:
+                continue
+            for step in steps:
+                _apply(db, step)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
+            applied.append(name)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return applied
+
+
+def _apply(db: sqlite3.Connection, step: str) -> None:
+    """One statement; `ADD COLUMN table.column TYPE` adds the column unless it is there already."""
+    if not step.startswith("ADD COLUMN "):
+        db.execute(step)
+        return
+    target, kind = step.removeprefix("ADD COLUMN ").split(" ", 1)
+    table, column = target.split(".")
+    if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 @dataclass(frozen=True)
@@ -118,18 +137,7 @@ class CompletionCache:
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)  # idempotent, so racing processes may all run it
-        self._migrate()
-
-    def _migrate(self) -> None:
-        have = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-        for column in ADDED_CALL_COLUMNS:
-            if column not in have:
-                try:
-                    self._db.execute(f"ALTER TABLE calls ADD COLUMN {column} TEXT")
-                except sqlite3.OperationalError as exc:  # another process added it first
-                    if "duplicate column" not in str(exc):
-                        raise
+        migrate(self._db)
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
