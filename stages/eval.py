@@ -20,7 +20,7 @@ from typing import Any
 import click
 from _common import stage_main
 
-from evolcoder.config import EvalConfig, Params, to_dict
+from evolcoder.config import Params, to_dict
 from evolcoder.jsonio import write_json, write_jsonl
 
 
@@ -46,12 +46,9 @@ def _summary(entry: dict) -> str:
 @stage_main
 def main(params: str, section: str, role: str, model: str, base_model: str | None, out_dir: str,
          metrics: str) -> None:
-    every = Params.load(params)  # the whole file, validated once
-    gen_cfg, box = every.generate, every.sandbox
-    cfg: EvalConfig = getattr(every, section)
-    llm_cfg = every.llm_config()  # cache location and retry policy only
-    mode = gen_cfg.base_mode if role == "base" else gen_cfg.mode
-    stage = "eval_base" if role == "base" else section
+    every = Params.load(params)  # the whole file, validated once; llm: cache location and retry policy only
+    gen_cfg, box, cfg, llm_cfg = every.generate, every.sandbox, getattr(every, section), every.llm_config()
+    mode, stage = (gen_cfg.base_mode, "eval_base") if role == "base" else (gen_cfg.mode, section)
     started = time.perf_counter()
 
     from evolcoder.eval.execute import evaluate_samples

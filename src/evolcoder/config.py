@@ -51,9 +51,10 @@ Weight = Annotated[float, Field(ge=0)]
 Share = Annotated[float, Field(gt=0, le=1)]
 
 
-def F(default: Any, description: str, **constraints: Any) -> Any:  # noqa: N802
-    """A field with its help text (pydantic copies mutable defaults per instance)."""
-    return Field(default, description=description, **constraints)
+def F(default: Any, description: str, hf: str | None = None, **constraints: Any) -> Any:  # noqa: N802
+    """A field with its help text (pydantic copies mutable defaults per instance). `hf` names the
+    `transformers.TrainingArguments` field it is passed as, so that mapping is written once."""
+    return Field(default, description=description, json_schema_extra={"hf": hf} if hf else None, **constraints)
 
 
 class Section(BaseModel):
@@ -244,10 +245,10 @@ class FinetuneConfig(Section):
     base_model: Text = F("models/base", "Model to fine-tune: the `base_model` stage output, a model directory "
                          "or a hub id.")
     learning_rate: float = F(2e-4, "Peak learning rate (WizardCoder: 2e-5; the LoRA laptop default: 2e-4).",
-                             gt=0)
-    epochs: float = F(1.0, "Passes over the training data (WizardCoder: 3).", gt=0)
+                             "learning_rate", gt=0)
+    epochs: float = F(1.0, "Passes over the training data (WizardCoder: 3).", "num_train_epochs", gt=0)
     max_steps: int = F(6, "Stop after this many optimizer steps; 0 = run `epochs`.", ge=0)
-    per_device_batch_size: int = F(2, "Sequences per device per micro-batch.", ge=1)
+    per_device_batch_size: int = F(2, "Sequences per device per micro-batch.", "per_device_train_batch_size", ge=1)
     gradient_accumulation_steps: int = F(1, "Micro-batches per optimizer step (ignored when "
                                          "global_batch_size is set).", ge=1)
     global_batch_size: int = F(0, "Sequences per optimizer step over all processes; 0 = use "
@@ -259,11 +260,11 @@ class FinetuneConfig(Section):
         "prompt alone does not fit are always dropped and counted.")
     packing: bool = F(True, "Pack several examples per sequence; attention and loss never cross example "
                       "boundaries (position ids restart per example).")
-    warmup_steps: int = F(1, "Linear warmup steps (WizardCoder: 30).", ge=0)
+    warmup_steps: int = F(1, "Linear warmup steps (WizardCoder: 30).", "warmup_steps", ge=0)
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = F(
-        "cosine", "Learning-rate schedule after warmup.")
-    weight_decay: float = F(0.0, "AdamW weight decay.", ge=0)
-    max_grad_norm: float = F(1.0, "Gradient clipping norm; 0 disables clipping.", ge=0)
+        "cosine", "Learning-rate schedule after warmup.", "lr_scheduler_type")
+    weight_decay: float = F(0.0, "AdamW weight decay.", "weight_decay", ge=0)
+    max_grad_norm: float = F(1.0, "Gradient clipping norm; 0 disables clipping.", "max_grad_norm", ge=0)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = F(
         "auto", "Mixed precision with fp32 master weights. `auto`: bf16 where the GPU or CPU supports it "
         "natively, else fp16 on GPU, fp32 on CPU.")
@@ -274,8 +275,8 @@ class FinetuneConfig(Section):
         "forward cannot select positions.")
     attn_implementation: str = F("sdpa", "Attention kernel: sdpa, eager, flash_attention_2...")
     lora: LoraSettings = F(LoraSettings(), "LoRA (peft) settings.")
-    seed: int = F(42, "Seed for init of new weights, data order and dropout.")
-    logging_steps: int = F(1, "Log loss / learning rate / tokens per second every N steps.", ge=1)
+    seed: int = F(42, "Seed for init of new weights, data order and dropout.", "seed")
+    logging_steps: int = F(1, "Log loss / learning rate / tokens per second every N steps.", "logging_steps", ge=1)
     save_steps: int = F(0, "Checkpoint every N steps so a crashed run resumes; 0 = never.", ge=0)
     checkpoint_dir: str = F(".evolcoder/checkpoints/finetune", "Where resumable checkpoints live (outside DVC "
                             "outputs, git-ignored).")
@@ -284,9 +285,14 @@ class FinetuneConfig(Section):
     accelerate_config: str | None = F(
         None, "An `accelerate` config file (configs/accelerate/*.yaml: multi-GPU, FSDP, DeepSpeed). When "
         "set, the stage relaunches itself under `accelerate launch --config_file` it.")
-    dataloader_num_workers: int = F(0, "DataLoader worker processes.", ge=0)
+    dataloader_num_workers: int = F(0, "DataLoader worker processes.", "dataloader_num_workers", ge=0)
     trace_examples: bool = F(False, "Record the example ids each process trained on (checks that "
                              "data-parallel ranks see disjoint data).")
+
+    def hf_arguments(self) -> dict[str, Any]:
+        """The fields passed to `TrainingArguments` as they are, under its names (their `hf=`)."""
+        return {info.json_schema_extra["hf"]: getattr(self, name)  # type: ignore[index]
+                for name, info in type(self).model_fields.items() if info.json_schema_extra}
 
     @model_validator(mode="after")
     def _check_batches(self) -> "FinetuneConfig":

@@ -149,8 +149,7 @@ def _make_callback(live: Any, collator: SFTCollator, world_size: int) -> Any:
 def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
           metrics_path: str | Path | None = None, live_dir: str | Path | None = None) -> dict[str, Any]:
     """Fine-tune `cfg.base_model` on `train_path`; write the model to `out_dir` and return metrics."""
-    import torch
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     from evolcoder.hf.models import load_tokenizer
@@ -163,64 +162,30 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
     accumulation = gradient_accumulation(cfg, world)
     precision = resolve_precision(cfg.precision)
 
-    records = load_records(train_path)
     live = open_live(Path(live_dir)) if live_dir and int(os.environ.get("RANK", "0")) == 0 else None
     data_sha = file_sha256(train_path)
     tokenizer = load_tokenizer(cfg.base_model, padding_side="right")
-    dataset, stats = tokenize_records(records, tokenizer, cfg.max_length, cfg.overlong)
-    if cfg.packing:
-        dataset = pack(dataset, cfg.max_length)
+    dataset, stats = _dataset(cfg, train_path, tokenizer)
 
     set_seed(cfg.seed)
-    model = AutoModelForCausalLM.from_pretrained(resolve(cfg.base_model), dtype=torch.float32,
-                                                 attn_implementation=cfg.attn_implementation)
-    # With a KV cache, transformers skips packed-sequence masking; training needs none.
-    model.config.use_cache = False
-    select_logits = cfg.response_logits_only and selects_logits(model)
-    if cfg.lora.enabled:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            task_type="CAUSAL_LM", r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules))
-        if cfg.gradient_checkpointing:
-            model.enable_input_require_grads()
-
+    model, select_logits = _load_model(cfg)
     run_id = fingerprint(cfg, data_sha, _base_reference(cfg.base_model))
     ckpt_dir = Path(cfg.checkpoint_dir) / run_id
-    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in
-                     TrainingArguments.__dataclass_fields__ else "gradient_checkpointing")
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir), seed=cfg.seed, data_seed=cfg.seed,
-        per_device_train_batch_size=cfg.per_device_batch_size, gradient_accumulation_steps=accumulation,
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        warmup_steps=cfg.warmup_steps, lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(), **{checkpointing: cfg.gradient_checkpointing},
-        logging_steps=cfg.logging_steps, logging_first_step=True,
-        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
-        save_total_limit=2, report_to="none", remove_unused_columns=False,
-        dataloader_num_workers=cfg.dataloader_num_workers,
-        disable_tqdm=False, ddp_find_unused_parameters=False,
-    )
+    args = training_arguments(cfg, ckpt_dir, accumulation, precision)
     collator = SFTCollator(tokenizer.pad_token_id, response_logits_only=select_logits)
-    curves = _make_callback(live, collator, world)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                      callbacks=[curves])
+                      callbacks=[_make_callback(live, collator, world)])
     last = get_last_checkpoint(str(ckpt_dir)) if cfg.resume and ckpt_dir.is_dir() else None
     result = trainer.train(resume_from_checkpoint=last)
-    resumed_from = int(Path(last).name.split("-")[-1]) if last else 0
 
-    if cfg.trace_examples:
-        trace = ckpt_dir / f"trace-rank{args.process_index}.json"
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        trace.write_text(json.dumps(collator.seen_ids))
-
+    if cfg.trace_examples:  # which example ids this rank trained on (data-parallel ranks must not overlap)
+        _write_json_text(ckpt_dir / f"trace-rank{args.process_index}.json", collator.seen_ids)
+    log = trainer.state.log_history
     metrics = {
         "train_loss": result.training_loss,
-        "first_loss": next((e["loss"] for e in trainer.state.log_history if "loss" in e), None),
-        "final_loss": next((e["loss"] for e in reversed(trainer.state.log_history) if "loss" in e), None),
-        "global_step": trainer.state.global_step, "resumed_from_step": resumed_from,
+        "first_loss": next((e["loss"] for e in log if "loss" in e), None),
+        "final_loss": next((e["loss"] for e in reversed(log) if "loss" in e), None),
+        "global_step": trainer.state.global_step, "resumed_from_step": int(Path(last).name.split("-")[-1]) if last else 0,
         "epochs": trainer.state.epoch, "examples": stats.examples, "truncated": stats.truncated,
         "dropped": stats.dropped, "train_tokens": stats.tokens, "response_tokens": stats.response_tokens,
         "rows": len(dataset),
@@ -240,6 +205,57 @@ def train(cfg: FinetuneConfig, train_path: str | Path, out_dir: str | Path, *,
         FinetuneRecord.parse(metrics, metrics_path).write(metrics_path)
     trainer.accelerator.wait_for_everyone()
     return metrics
+
+
+def _dataset(cfg: FinetuneConfig, train_path: Path, tokenizer: Any) -> tuple[Any, Any]:
+    """Tokenized training rows (packed when `cfg.packing`) and the counts of what was cut or dropped."""
+    dataset, stats = tokenize_records(load_records(train_path), tokenizer, cfg.max_length, cfg.overlong)
+    return (pack(dataset, cfg.max_length) if cfg.packing else dataset), stats
+
+
+def _write_json_text(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def _load_model(cfg: FinetuneConfig) -> tuple[Any, bool]:
+    """The base model in fp32 (mixed precision autocasts), LoRA-wrapped when enabled; and
+    whether its forward can compute logits at the learned positions only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(resolve(cfg.base_model), dtype=torch.float32,
+                                                 attn_implementation=cfg.attn_implementation)
+    # With a KV cache, transformers skips packed-sequence masking; training needs none.
+    model.config.use_cache = False
+    select_logits = cfg.response_logits_only and selects_logits(model)
+    if cfg.lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(
+            task_type="CAUSAL_LM", r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules))
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()
+    return model, select_logits
+
+
+def training_arguments(cfg: FinetuneConfig, ckpt_dir: Path, accumulation: int, precision: str) -> Any:
+    """`TrainingArguments` from the config: the fields marked `hf=` in FinetuneConfig pass as they
+    are (`cfg.hf_arguments()`), and only what is derived or fixed is written here."""
+    import torch
+    from transformers import TrainingArguments
+
+    checkpointing = ("activation_checkpointing" if "activation_checkpointing" in
+                     TrainingArguments.__dataclass_fields__ else "gradient_checkpointing")
+    return TrainingArguments(
+        output_dir=str(ckpt_dir), **cfg.hf_arguments(), data_seed=cfg.seed,
+        gradient_accumulation_steps=accumulation, max_steps=cfg.max_steps or -1,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
+        **{checkpointing: cfg.gradient_checkpointing}, logging_first_step=True,
+        save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
+        save_total_limit=2, report_to="none", remove_unused_columns=False, disable_tqdm=False,
+        ddp_find_unused_parameters=False)
 
 
 def _save(trainer: Any, tokenizer: Any, cfg: FinetuneConfig, out_dir: Path, provenance: dict) -> None:
