@@ -106,3 +106,14 @@ def test_generated_deps_survive_a_rewrite_and_catch_a_removed_dep(tmp_path: Path
     (tmp_path / "dvc.yaml").write_text(text.replace(" src/evolcoder/contracts.py,", "", 1))
     assert any("missing ['src/evolcoder/contracts.py']" in p for p in dvcdeps.check(tmp_path))
     assert dvcdeps.write(tmp_path) and (tmp_path / "dvc.yaml").read_text() == text
+
+
+def test_eval_stages_come_from_one_foreach_and_base_follows_its_own_mode() -> None:
+    """eval@base depends on generate.base_mode (not the fine-tuned model's generate.mode), and
+    no eval stage depends on transport keys (concurrency, timeouts, early_stop)."""
+    group = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["eval"]
+    modes = {key: item["mode"] for key, item in group["foreach"].items()}
+    assert modes == {"base": "base_mode", "finetuned": "mode", "dev": "mode"}
+    params = group["do"]["params"]
+    assert "generate.${item.mode}" in params and "generate" not in params
+    assert not {"generate.concurrency", "generate.timeout_s", "generate.early_stop"} & set(params)
