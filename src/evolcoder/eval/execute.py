@@ -25,16 +25,14 @@ from typing import Any, Callable
 from evolcoder.jsonio import read_jsonl
 
 from evolcoder.errors import DataError
+from evolcoder.eval.languages import language
 from evolcoder.eval.problems import Benchmark, Problem, cache_dir
 from evolcoder.eval.sandbox import Limits, Sandbox, encode
-from evolcoder.eval.sandbox.oracle import NOT_NONE
 
 TIME_FACTOR = 4.0
 INPUT_FLOOR_S = 1.0
 REFERENCE_TIMEOUT_S = 600.0
 _REFERENCE_FORMAT = 5
-_COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
-_JAVA_CP = "/usr/share/java/javatuples.jar"
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -164,49 +162,31 @@ def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None 
     if problem.mode == "io":
         return {"kind": "io", "code": program, "entry_point": problem.entry_point, "timeout": timeout,
                 "inputs": _encoded_inputs(problem), "stop_on_error": expected is not None,
-                "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
-                and problem.entry_point in NOT_NONE, "expected": expected,
-                "oracle": {"task_id": problem.task_id, "entry_point": problem.entry_point, "atol": problem.atol},
+                "skip": skip or [], "not_none": problem.compare == "not_none", "expected": expected,
+                "oracle": {"task_id": problem.task_id, "rule": problem.compare, "atol": problem.atol},
                 "input_limits": input_limits}
-    source = program + "\n" + problem.test
-    lang = problem.language
-    if lang == "cpp":
-        return _argv(timeout, {"main.cpp": source}, ["g++", "-std=c++17", "-o", "main", "main.cpp"], ["./main"])
-    if lang == "java":
-        cp = f"{_JAVA_CP}:."
-        return _argv(timeout, {"Problem.java": source}, ["javac", "-nowarn", "-cp", cp, "Problem.java"],
-                     ["java", "-ea", "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", cp, "Problem"])
-    if lang == "js":
-        return _argv(timeout, {"main.js": source}, ["node", "main.js"])
-    if lang == "rs":
-        return _argv(timeout, {"main.rs": source}, ["rustc", "-A", "warnings", "-o", "main", "main.rs"], ["./main"])
-    if lang == "go":
-        job = _argv(timeout, {"main_test.go": source, "go.mod": "module evol\n\ngo 1.18\n"},
-                    ["go", "test", "-count=1", "./"])
-        job["env"] = {"GOCACHE": "$HOME/.gocache", "GOPATH": "$HOME/.gopath", "CGO_ENABLED": "0",
-                      "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GO111MODULE": "on"}
-        return job
-    if lang == "sh":
-        return _argv(timeout, {"main.sh": source}, ["bash", "main.sh"])
-    raise ValueError(f"no runner for language {lang!r}")
+    lang = language(problem.language)
+    if not lang.steps:
+        raise ValueError(f"no runner for language {lang.name!r}")
+    job = {"kind": "argv", "files": {lang.source: program + "\n" + problem.test, **lang.files},
+           "steps": [list(s) for s in lang.steps], "timeout": timeout}
+    if lang.env:
+        job["env"] = dict(lang.env)
+    return job
 
 
-def _argv(timeout: float, files: dict[str, str], *steps: list[str]) -> dict:
-    return {"kind": "argv", "files": files, "steps": [list(s) for s in steps], "timeout": timeout}
-
-
-def missing_toolchain(language: str) -> str | None:
+def missing_toolchain(language_name: str) -> str | None:
     """Name of the program a language needs that is not installed, or None.
 
     Only system directories count: the sandbox cannot see toolchains under a private
     home such as /root/.cargo.
     """
-    need = {"python": [], "cpp": ["g++"], "java": ["javac", "java"], "js": ["node"], "rs": ["rustc"],
-            "go": ["go"], "sh": ["bash"]}[language]
-    missing = next((tool for tool in need if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None),
-                   None)
-    if missing is None and language == "java" and not os.path.exists(_JAVA_CP):
-        missing = f"{_JAVA_CP} (Debian package libjavatuples-java; every MultiPL-E Java prompt imports it)"
+    lang = language(language_name)
+    missing = next((tool for tool in lang.tools
+                    if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None), None)
+    if missing is None:
+        missing = next((f"{path} ({why})" for path, why in lang.needs_files.items() if not os.path.exists(path)),
+                       None)
     return missing
 
 
@@ -248,7 +228,7 @@ def reference_runs(benchmark: Benchmark, sandbox: Sandbox,
 
 def task_timeout(problem: Problem, reference: dict | None, floor: float) -> float:
     """max(floor, factor x canonical runtime), plus a compile allowance for compiled languages."""
-    base = floor + _COMPILE_ALLOWANCE_S.get(problem.language, 0.0)
+    base = floor + language(problem.language).allowance_s
     if reference and reference.get("status") == "passed":
         return round(max(base, TIME_FACTOR * reference["time_s"]), 3)
     return base

@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import re
 
+from evolcoder.eval.languages import LANGUAGES
+
 RESPONSE_MARK = "### Response:"
 MAIN_GUARD = 'if __name__ == "__main__":'
 EXAMPLE_USAGE = "# Example usage"
 
 # Codex/HumanEval stop sequences for continuing a Python prompt.
-COMPLETION_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+COMPLETION_STOPS: tuple[str, ...] = LANGUAGES["python"].stops
 
-# Fence tags a chat model may use for each MultiPL-E language.
-FENCE_TAGS: dict[str, tuple[str, ...]] = {
-    "python": ("python", "py", "Python", "python3"),
-    "cpp": ("cpp", "c++", "C++"),
-    "java": ("java",),
-    "js": ("javascript", "js"),
-    "rs": ("rust", "rs"),
-    "go": ("go",),
-    "sh": ("bash", "sh", "shell"),
-}
+# Fence tags a chat model may use for each language.
+FENCE_TAGS: dict[str, tuple[str, ...]] = {name: lang.fences for name, lang in LANGUAGES.items()}
 
 
 def after_response(text: str) -> str:

@@ -49,6 +49,7 @@ class Problem:
     text: str = ""
     tests: tuple[str, ...] = ()
     n_base: int = 0  # EvalPlus: the first n_base inputs are the base tests, the rest the plus tests
+    compare: str = ""  # EvalPlus: the special output comparison (`sandbox.oracle.RULES`); '' = equality
 
     def program(self, completion: str) -> str:
         """The code a sample stands for, before tests are appended."""
@@ -196,13 +197,26 @@ def _mbpp(r: dict, setup: str, tests: list[str], text: str) -> Problem:
 
 def _plus(r: dict, family: str) -> Problem:
     inputs = r["base_input"] + list(r["plus_input"])
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"compare": _HUMANEVAL_PLUS_COMPARE.get(r["task_id"], "")}
     if family == "mbpp":
         inputs = _mbpp_plus_inputs(int(r["task_id"].split("/")[1]), inputs)
         text, assertion = _docstring_parts(r["prompt"])
-        extra = {"family": "mbpp+", "text": text, "tests": (assertion,)}
+        extra = {"family": "mbpp+", "text": text, "tests": (assertion,),
+                 "compare": _MBPP_PLUS_COMPARE.get(r["entry_point"], "")}
     return Problem(r["task_id"], r["prompt"], r["entry_point"], "python", r["canonical_solution"], mode="io",
                    inputs=tuple(inputs), atol=float(r["atol"] or 0), n_base=len(r["base_input"]), **extra)
+
+
+# EvalPlus's special oracles: which tasks' outputs are compared by a rule other than
+# equality (`sandbox.oracle` implements the rules; the worker applies them).
+_HUMANEVAL_PLUS_COMPARE = {"HumanEval/32": "poly_root"}  # find_zero: any root passes
+_MBPP_PLUS_COMPARE = {
+    "are_equivalent": "always", "sum_div": "zero_or_equal", "surface_Area": "surface_area",
+    "digit_distance_nums": "digit_distance",
+    **dict.fromkeys(("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
+                     "larg_nnum", "intersection_array", "find_dissimilar", "Diff"), "set"),
+    **dict.fromkeys(("check_str", "text_match_three", "text_starta_endb"), "not_none"),
+}
 
 
 def _docstring_parts(prompt: str) -> tuple[str, str]:
