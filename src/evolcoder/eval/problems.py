@@ -81,6 +81,17 @@ class Benchmark:
 
 
 
+def normalize_task_id(task_id: Any, benchmark: Benchmark | None = None) -> Any:
+    """A sample's task id as the dataset spells it: MBPP's own files (and harnesses that
+    copy them) give a bare number, `11` or `"11"`, for `Mbpp/11`. Anything else as given."""
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        return f"Mbpp/{task_id}"
+    if (benchmark is not None and isinstance(task_id, str) and task_id not in benchmark.by_id
+            and task_id.isdigit() and f"Mbpp/{task_id}" in benchmark.by_id):
+        return f"Mbpp/{task_id}"
+    return task_id
+
+
 # (relative path in the data dir, public URL, version label)
 _SOURCES = {
     "humaneval": ("humaneval/HumanEval.jsonl.gz",
