@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -88,7 +89,8 @@ def _execute(tree: Path, work: Path, samples: Path, benchmark: str) -> dict[str,
         raise SystemExit(f"{tree}: execute failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads((work / "exec.jsonl.metrics.json").read_text())
     metrics.pop("wall_time_s")
-    return {"metrics": metrics, "results": _results(work / "exec.jsonl"), "stdout": proc.stdout}
+    stdout = re.sub(r", [0-9.]+s\)", ", <time>)", proc.stdout)  # the wall time is the one line that moves
+    return {"metrics": metrics, "results": _results(work / "exec.jsonl"), "stdout": stdout}
 
 
 def _results(path: Path) -> list[dict]:
@@ -131,8 +133,10 @@ def main() -> None:
         fixed = works["old"] / "eval" / "finetuned" / "humaneval+.samples.jsonl"
         runs = {label: _execute(tree.resolve(), works[label], fixed, "humaneval+")
                 for label, tree in (("old", args.old), ("new", args.new))}
-        if runs["old"] != runs["new"]:
-            diffs.append("evolcoder execute on the fixed samples file: metrics, results or output differ")
+        for part in ("metrics", "results", "stdout"):
+            if runs["old"][part] != runs["new"][part]:
+                diffs.append(f"evolcoder execute on the fixed samples file: {part} differ:\n"
+                             f"  old: {runs['old'][part]}\n  new: {runs['new'][part]}")
         for role in ROLES:
             for name in BENCHMARKS:
                 entry = metrics["new"][role][name]

@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from evolcoder.jsonio import read_jsonl
+from evolcoder.util.atomic import atomic_write
 
 from evolcoder.errors import DataError
 from evolcoder.eval.languages import language
@@ -156,10 +157,7 @@ def reference_runs(benchmark: Benchmark, sandbox: Sandbox,
                 entry["input_s"] = [out.get("t", 0.0) for out in result.data]
                 entry["errata"] = [i for i, out in enumerate(result.data) if "error" in out]
             cached[problem.task_id] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(cached))
     return cached
 
 

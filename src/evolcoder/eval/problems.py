@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from evolcoder.errors import ConfigError
+from evolcoder.jsonio import read_jsonl
 from evolcoder.paths import user_cache_dir
+from evolcoder.util.atomic import atomic_write
 from evolcoder.suites import BENCHMARK_NAMES, MBPP_SPLITS as _MBPP_SPLITS, MULTIPL_E_LANGUAGES as LANGUAGES
 
 
@@ -141,16 +144,13 @@ def _fetch(name: str, data_dir: str | None) -> tuple[bytes, str]:
         except OSError as exc:
             raise ConfigError(f"benchmark {name}: cannot download {url} ({exc}); set EVOLCODER_DATA_DIR "
                               "to a directory holding a local copy (see the README)") from None
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".part")
-        tmp.write_bytes(blob)
-        os.replace(tmp, cached)
+        atomic_write(cached, blob)
     return cached.read_bytes(), url
 
 
-def _jsonl(blob: bytes, gz: bool) -> list[dict]:
-    text = (gzip.decompress(blob) if gz else blob).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _jsonl(blob: bytes, gz: bool, source: str) -> list[dict]:
+    """The records of a (gzipped) JSONL dataset file; a bad line is a DataError naming `source:line`."""
+    return [record for _, record in read_jsonl(io.BytesIO(gzip.decompress(blob) if gz else blob), name=source)]
 
 
 def load_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
@@ -162,21 +162,21 @@ def load_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
     blob, source = _fetch(name, data_dir)
     version = _SOURCES["mbpp" if name in _MBPP_SPLITS else name][2]
     if name == "humaneval":
-        problems = [_humaneval(r) for r in _jsonl(blob, True)]
+        problems = [_humaneval(r) for r in _jsonl(blob, True, source)]
     elif name == "humaneval+":
-        problems = [_plus(r, "humaneval") for r in _jsonl(blob, True)]
+        problems = [_plus(r, "humaneval") for r in _jsonl(blob, True, source)]
     elif name == "mbpp+":
-        problems = [_plus(r, "mbpp") for r in _jsonl(blob, True)]
+        problems = [_plus(r, "mbpp") for r in _jsonl(blob, True, source)]
     elif name in _MBPP_SPLITS:
         lo, hi = _MBPP_SPLITS[name]
         problems = [_mbpp(r, r["test_setup_code"], r["test_list"], r["text"])
-                    for r in _jsonl(blob, False) if lo <= r["task_id"] <= hi]
+                    for r in _jsonl(blob, False, source) if lo <= r["task_id"] <= hi]
         version += f" ids {lo}-{hi}"
     elif name == "mbpp-sanitized":
         problems = [_mbpp(r, "\n".join(r["test_imports"]), r["test_list"], r["prompt"])
                     for r in json.loads(blob)]
     else:
-        problems = [_multipl_e(r, name.rsplit("-", 1)[1]) for r in _jsonl(blob, False)]
+        problems = [_multipl_e(r, name.rsplit("-", 1)[1]) for r in _jsonl(blob, False, source)]
     return Benchmark(name, version, hashlib.sha256(blob).hexdigest(), source, tuple(problems))
 
 
@@ -190,7 +190,7 @@ def _dev() -> Benchmark:
     if not path.exists():
         raise ConfigError(f"benchmark dev: {path} is missing from this installation")
     blob = path.read_bytes()
-    problems = [_humaneval(r) for r in _jsonl(blob, False)]
+    problems = [_humaneval(r) for r in _jsonl(blob, False, str(path))]
     return Benchmark("dev", "evolcoder devset", hashlib.sha256(blob).hexdigest(), str(path), tuple(problems))
 
 

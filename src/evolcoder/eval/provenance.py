@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from evolcoder.config import GenerateConfig
 from evolcoder.errors import ConfigError
+from evolcoder.util.hashing import json_sha256, manifest
+from evolcoder.util.hubid import path_shaped
 
 SMALL_FILE_BYTES = 1 << 22  # hashed whole: configs and tokenizers; weights are known by size and record
 
@@ -76,7 +77,7 @@ def check_model(model: str, backend: str, *, local: bool = False) -> str:
         return model
     if backend == "openai":
         return model  # a name at the endpoint
-    if local or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+    if local or path_shaped(model):
         raise ConfigError(f"model {model}: directory not found")
     if model.count("/") == 1 and Path(model.split("/")[0]).is_dir():
         raise ConfigError(f"model {model}: directory not found (and {model.split('/')[0]}/ exists, so this "
@@ -105,17 +106,9 @@ def model_fingerprint(model: str) -> str:
     the contents of the small ones (config, tokenizer, the fine-tune record with its run id
     over config, data and base). Content only, no mtimes: a `dvc checkout` of the same
     model is the same model, and the completion cache still answers for it."""
-    import hashlib
-
-    from evolcoder.eval.journal import fingerprint
     from evolcoder.hf.models import model_identity
 
     path = Path(model)
     if not path.is_dir():
         return model
-    entries = []
-    for file in sorted(f for f in path.rglob("*") if f.is_file()):
-        size = file.stat().st_size
-        digest = hashlib.sha256(file.read_bytes()).hexdigest() if size <= SMALL_FILE_BYTES else None
-        entries.append([file.relative_to(path).as_posix(), size, digest])
-    return f"{model_identity(model)}@{fingerprint(entries)[:16]}"
+    return f"{model_identity(model)}@{json_sha256(manifest(path, SMALL_FILE_BYTES))[:16]}"

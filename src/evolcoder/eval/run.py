@@ -11,11 +11,9 @@ the outputs are complete.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from evolcoder.config import EvalConfig, GenerateConfig, LLMConfig, to_dict
 from evolcoder.eval.execute import ExecutionReport, evaluate_samples
 from evolcoder.eval.problems import Benchmark, Problem, load_benchmark
 from evolcoder.jsonio import write_json, write_jsonl
+from evolcoder.util.atomic import atomic_dir
 
 Log = Callable[[str], None]
 
@@ -65,20 +64,6 @@ def execute_file(benchmark: Benchmark, samples: list[dict], path: str | Path, *,
                               unsafe_rlimits_only=unsafe_rlimits_only, progress=progress)
     write_jsonl(path, report.results)
     return report
-
-
-@contextmanager
-def atomic_dir(out: str | Path) -> Iterator[Path]:
-    """A fresh `.<name>.partial` sibling to fill; it replaces `out` only when the block ends
-    without an error, so a stage's output directory is complete or absent."""
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    yield tmp
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
 
 
 def evaluate_model(model: str, gen: GenerateConfig, cfg: EvalConfig, *, out_dir: str | Path,
