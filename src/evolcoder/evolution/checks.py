@@ -35,10 +35,12 @@ class Split:
 
 def code_blocks(text: str) -> list[str]:
     """Python fenced blocks (a last one left open counts: completions stop at max_tokens), each cut
-    to its longest prefix of whole lines that parses; without fences, the whole text if it parses.
-    An open block's whole info string must be a Python tag (a closed one's first word)."""
-    found = [b.body for b in fences.blocks(text)
-             if (b.tag if b.closed else b.info.strip()).lower() in _PYTHON_TAGS]
+    to its longest prefix of whole lines that parses; without fences, the whole text if it parses."""
+    found = [b.body for b in fences.blocks(text, backticks_in_info=True)
+             if b.closed and b.tag.lower() in _PYTHON_TAGS]
+    tail = fences.open_tail(text)
+    if tail is not None and tail.tag.lower() in _PYTHON_TAGS:
+        found.append(tail.body)
     found = [b for b in map(_parsable_prefix, found) if b.strip()]
     if "```" not in text and _parses(text) and text.strip():
         found = [text]  # unfenced: only when all of it is code, else prose would pass for a program

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# An opening fence: ``` then an info string without backticks, then the end of the line.
+# An opening fence: ``` then an info string (CommonMark: without backticks), then the end
+# of the line.
 _OPEN = re.compile(r"```([^\n`]*)\n")
+_OPEN_LOOSE = re.compile(r"```([^\n]*)\n")
 _TAG = re.compile(r"[ \t]*([A-Za-z0-9_+-]*)")
 
 
@@ -27,12 +29,14 @@ class Block:
     closed: bool
 
 
-def blocks(text: str) -> list[Block]:
+def blocks(text: str, *, backticks_in_info: bool = False) -> list[Block]:
     """Every fenced block, in order; a last block left open (a completion stopped at its
-    token limit) runs to the end of the text."""
+    token limit) runs to the end of the text. `backticks_in_info`: an opening line may hold
+    more backticks after the fence (```python```), as evolution's checks have always read it."""
     found = []
     pos = 0
-    while (match := _OPEN.search(text, pos)) is not None:
+    opening = _OPEN_LOOSE if backticks_in_info else _OPEN
+    while (match := opening.search(text, pos)) is not None:
         end = text.find("```", match.end())
         body = text[match.end():] if end < 0 else text[match.end():end]
         tag = _TAG.match(match.group(1)).group(1)  # type: ignore[union-attr]  # always matches
@@ -53,3 +57,13 @@ def find_block(text: str, tags: tuple[str, ...]) -> Block | None:
     end = text.find("```", match.end())
     body = text[match.end():] if end < 0 else text[match.end():end]
     return Block(match.group(1), match.group(1), body, end >= 0)
+
+
+def open_tail(text: str) -> Block | None:
+    """The text after the last fence when the fences are odd in number: a block that a
+    completion stopped at its token limit left open (None when every fence is paired)."""
+    parts = text.split("```")
+    if len(parts) % 2 == 1:
+        return None
+    info, _, body = parts[-1].partition("\n")
+    return Block(info.strip(), info, body, False)
