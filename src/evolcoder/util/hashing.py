@@ -25,11 +25,7 @@ def json_sha256(data: Any, *, ensure_ascii: bool = False) -> str:
 
 def file_sha256(path: str | Path) -> str:
     """Content hash of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _update(hashlib.sha256(), Path(path)).hexdigest()
 
 
 def files_sha256(paths: Iterable[Path]) -> str:
@@ -37,10 +33,15 @@ def files_sha256(paths: Iterable[Path]) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
         digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        _update(digest, path)
     return digest.hexdigest()
+
+
+def _update(digest: Any, path: Path) -> Any:
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest
 
 
 def manifest(root: Path, small_bytes: int) -> list[list[Any]]:
