@@ -19,7 +19,7 @@ import jsonlines
 
 from evolcoder.errors import DataError
 from evolcoder.util.atomic import atomic_open  # noqa: F401  (re-exported: the writers' one door)
-from evolcoder.util.hashing import file_sha256 as _file_sha256
+from evolcoder.util.hashing import file_sha256  # noqa: F401  (re-exported: content hashes of inputs)
 
 
 def dumps(record: Any) -> str:
@@ -94,8 +94,3 @@ def read_jsonl(path: str | Path | IO[bytes], *, skip_bad: bool = False,
                     continue
                 raise DataError(f"{where}:{lineno}: {record.problem}")
             yield lineno, record
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file, recorded beside what was made from it."""
-    return _file_sha256(path)
