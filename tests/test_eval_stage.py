@@ -58,8 +58,8 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     prov = metrics["provenance"]
     assert prov["role"] == "base" and prov["base_model"] == str(tiny_model_dir)
     assert prov["model"]["path"] == str(tiny_model_dir)
-    assert prov["decoding"]["greedy"] is True and prov["decoding"]["max_new_tokens"] == 16
-    assert prov["decoding"]["mode"] == "completion" and prov["decoding"]["dtype"] == "float32"
+    assert prov["greedy"] is True and prov["max_new_tokens"] == 16 and "decoding" not in prov
+    assert prov["mode"] == "completion" and prov["dtype"] == "float32" and prov["prompt_style"] == "completion"
     assert "generate (float32)" in proc.stderr and "tok/s" in proc.stderr, "generation progress on stderr"
     assert "sample/s" in proc.stderr, "execution progress on stderr"
     assert prov["datasets"]["humaneval"]["sha256"] and prov["datasets"]["mbpp"]["n_tasks_total"] == 500
@@ -71,7 +71,7 @@ def test_eval_base_and_dev_stages(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     dev = json.loads((tmp_path / "metrics" / "dev.json").read_text())
     assert set(dev) == {"dev", "provenance"}
-    assert dev["provenance"]["decoding"]["mode"] == "instruct"
+    assert dev["provenance"]["mode"] == "instruct"
     assert dev["provenance"]["datasets"]["dev"]["name"] == "dev"
     samples = [json.loads(line) for line in (tmp_path / "eval" / "dev" / "dev.samples.jsonl").open()]
     assert all(s["mode"] == "instruct" for s in samples)

@@ -102,7 +102,7 @@ def test_sampling_n_per_task_is_seeded(tiny_backend: HFBackend, humaneval) -> No
 
 def test_progress_on_stderr_and_the_resolved_dtype_is_recorded(tiny_model_dir: Path, humaneval,
                                                                capfd: pytest.CaptureFixture) -> None:
-    from evolcoder.eval.generate import decoding_settings
+    from evolcoder.eval.provenance import verdict_provenance
     from evolcoder.hf.precision import resolve_dtype
 
     backend = HFBackend(str(tiny_model_dir), dtype="auto", progress=True)
@@ -110,7 +110,7 @@ def test_progress_on_stderr_and_the_resolved_dtype_is_recorded(tiny_model_dir: P
     generate_samples(humaneval.problems[:3], backend, cfg(batch_size=2, max_new_tokens=4), "completion")
     err = capfd.readouterr().err
     assert f"generate ({backend.dtype})" in err and "3/3" in err and "tok/s" in err, err
-    assert decoding_settings(cfg(dtype="auto"), "completion", "hf", backend.dtype)["dtype"] == backend.dtype
+    assert verdict_provenance(cfg(dtype="auto"), "completion", backend, 3.0)["dtype"] == backend.dtype
 
 
 def test_journal_resumes_only_the_same_run(tiny_backend: HFBackend, humaneval, tmp_path: Path) -> None:

@@ -94,22 +94,20 @@ def execute_cmd(benchmark_name: str, samples_path: str, out_path: str, ks: str, 
                 timeout: float | None, metrics_path: str | None, data_dir: str | None,
                 unsafe_rlimits_only: bool) -> None:
     """Run SAMPLES in the sandbox against a benchmark and report pass@k."""
-    from pathlib import Path
-
-    from evolcoder.eval.execute import evaluate_samples, read_samples
-    from evolcoder.jsonio import write_json, write_jsonl
+    from evolcoder.eval.execute import read_samples
     from evolcoder.eval.problems import load_benchmark
+    from evolcoder.eval.run import execute_file
+    from evolcoder.jsonio import write_json
 
     k_values = _parse_ks(ks)
     if not Path(samples_path).is_file():
         raise click.BadParameter(f"{samples_path}: file not found", param_hint="--samples")
     benchmark = load_benchmark(benchmark_name, data_dir)
     samples = read_samples(samples_path, benchmark)
-    report = evaluate_samples(benchmark, samples, workers=workers, timeout=timeout, ks=k_values,
-                              progress=sys.stderr.isatty(), unsafe_rlimits_only=unsafe_rlimits_only)
+    report = execute_file(benchmark, samples, out_path, workers=workers, timeout_s=timeout, ks=k_values,
+                          progress=sys.stderr.isatty(), unsafe_rlimits_only=unsafe_rlimits_only)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
-    write_jsonl(out_path, report.results)
     metrics = report.to_metrics()
     metrics["per_task"] = report.per_task
     write_json(metrics_path or f"{out_path}.metrics.json", metrics)
@@ -148,7 +146,8 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
     import yaml
 
     from evolcoder.errors import ConfigError
-    from evolcoder.jsonio import write_jsonl
+    from evolcoder.eval.generate import make_backend
+    from evolcoder.eval.run import generate_file
 
     changes = {"mode": mode} if mode else {}
     for item in overrides:
@@ -158,11 +157,7 @@ def generate_cmd(benchmark_name: str, model: str, out: str, params: str, mode: s
         changes[key.strip()] = yaml.safe_load(value)
     cfg = _generate_config(params, changes)
     benchmark, problems = _benchmark_problems(benchmark_name, data_dir, limit)
-    from evolcoder.eval.generate import generate_samples, make_backend
-
-    backend = make_backend(cfg, model)
-    samples, stats = generate_samples(problems, backend, cfg, cfg.mode)
-    write_jsonl(out, samples)
+    samples, stats = generate_file(problems, make_backend(cfg, model), cfg, cfg.mode, out)
     click.echo(f"generate: {len(samples)} samples for {len(problems)} {benchmark.name} tasks -> {out} "
                f"({stats['generated_tokens']} tokens in {stats['generation_s']} s)")
 
@@ -179,11 +174,12 @@ def _benchmark_problems(name: str, data_dir: str | None, limit: int) -> tuple[An
     """The benchmark and its first `limit` problems (0 = all), as `generate` and `prompts` take them."""
     from evolcoder.errors import ConfigError
     from evolcoder.eval.problems import load_benchmark
+    from evolcoder.eval.run import first_problems
 
     if limit < 0:
         raise ConfigError("--limit: must be >= 0")
     benchmark = load_benchmark(name, data_dir)
-    return benchmark, list(benchmark.problems[:limit] if limit else benchmark.problems)
+    return benchmark, first_problems(benchmark, limit)
 
 
 @main.command("prompts")

@@ -1,41 +1,25 @@
 """JSON/JSONL reading and writing with the two guarantees the pipeline relies on.
 
-Stage outputs are written to a temporary name and renamed into place, so DVC never
-mistakes a half-written file for an output.
+Stage outputs are written to a temporary name and renamed into place
+(`evolcoder.util.atomic`), so DVC never mistakes a half-written file for an output; and a
+bad line of any JSONL input is reported as `file:line` with what is wrong. JSONL goes
+through the `jsonlines` package, the one reader and writer for every wing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 
 import jsonlines
 
 from evolcoder.errors import DataError
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[str]]:
-    """Open a temporary sibling of `path`; rename it over `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+from evolcoder.util.atomic import atomic_open  # noqa: F401  (re-exported: the writers' one door)
+from evolcoder.util.hashing import file_sha256  # noqa: F401  (re-exported: content hashes of inputs)
 
 
 def dumps(record: Any) -> str:
@@ -44,11 +28,11 @@ def dumps(record: Any) -> str:
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
-    """Atomically write records as canonical JSONL; returns the number written."""
+    """Atomically write records as canonical JSONL (through `jsonlines`); returns the number written."""
     count = 0
-    with atomic_open(path) as handle:
+    with atomic_open(path) as handle, jsonlines.Writer(handle, dumps=dumps) as writer:
         for record in records:
-            handle.write(dumps(record) + "\n")
+            writer.write(record)
             count += 1
     return count
 
@@ -60,35 +44,53 @@ def write_json(path: str | Path, data: Any) -> None:
         handle.write("\n")
 
 
-def read_jsonl(path: str | Path, *, skip_bad: bool = False) -> Iterator[tuple[int, Any]]:
+@dataclass(frozen=True)
+class BadLine:
+    """A line that is not a record at all (not UTF-8, not JSON), and why."""
+
+    problem: str
+
+
+def jsonl_lines(handle: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    """(line number, record) for every non-blank line, decoded by `jsonlines`; a line that
+    does not decode comes as a `BadLine`, so the caller decides to stop, skip or report."""
+    reader = jsonlines.Reader(handle, loads=json.loads)  # json's messages, as before
+    lineno = 0
+    while True:
+        lineno += 1
+        try:
+            yield lineno, reader.read(allow_none=True)
+        except EOFError:
+            return
+        except jsonlines.InvalidLineError as exc:
+            if not exc.line.strip():
+                continue
+            yield exc.lineno, BadLine(_why(exc))
+
+
+def _why(exc: jsonlines.InvalidLineError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"not valid UTF-8 ({cause.reason} at byte {cause.start})"
+    if isinstance(cause, json.JSONDecodeError):
+        return f"invalid JSON: {cause.msg} (column {cause.colno})"
+    return str(exc)
+
+
+def read_jsonl(path: str | Path | IO[bytes], *, skip_bad: bool = False,
+               name: str | None = None) -> Iterator[tuple[int, Any]]:
     """Yield (line number, record); a bad line raises DataError naming `file:line`.
 
     Blank lines are ignored. With `skip_bad`, undecodable lines are skipped silently by
-    this function, so callers that must count them should validate themselves.
+    this function, so callers that must count them should validate themselves. `path` may
+    be an open binary stream, then named `name` in errors.
     """
-    path = Path(path)
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(open(path, "rb")) if isinstance(path, (str, Path)) else path
+        where = name or str(path)
+        for lineno, record in jsonl_lines(handle):
+            if isinstance(record, BadLine):
                 if skip_bad:
                     continue
-                raise DataError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if not text.strip():
-                continue
-            try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as exc:
-                if skip_bad:
-                    continue
-                raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash of a file, recorded beside what was made from it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+                raise DataError(f"{where}:{lineno}: {record.problem}")
+            yield lineno, record

@@ -8,10 +8,10 @@ it is reproducible.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import unicodedata
 from typing import Any, TypedDict
+
+from evolcoder.util.hashing import json_sha256
 
 
 class Record(TypedDict, total=False):
@@ -34,8 +34,7 @@ def normalize(text: str) -> str:
 
 def record_id(instruction: str, input: str = "") -> str:
     """Stable 16-hex-digit id of an (instruction, input) pair."""
-    blob = json.dumps([normalize(instruction), normalize(input)], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return json_sha256([normalize(instruction), normalize(input)])[:16]
 
 
 def child_record(parent: dict[str, Any], round_no: int, method: str, instruction: str,

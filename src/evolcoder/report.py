@@ -157,7 +157,8 @@ def _verdict(label: str, metrics: Any) -> str | None:
 
 def _decoding(metrics: Any) -> str:
     """Prompt mode and resolved dtype of one eval metrics file, e.g. `completion, float32`."""
-    decoding = ((metrics or {}).get("provenance") or {}).get("decoding") or {}
+    prov = (metrics or {}).get("provenance") or {}
+    decoding = prov.get("decoding") or prov  # one flat block since issue 21; `decoding` before
     return ", ".join(str(decoding[k]) for k in ("mode", "dtype") if decoding.get(k)) or "?"
 
 

@@ -26,7 +26,8 @@ import re
 
 import numpy as np
 
-_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.S)
+from evolcoder.util import fences
+
 _KEEP_NAMES = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
 _LEXER = re.compile(
     r"(?P<comment>#[^\n]*)"
@@ -41,7 +42,7 @@ _codes: dict[str, int] = {}
 
 def code_blocks(text: str) -> list[str]:
     """The fenced blocks of a Markdown answer, or the whole text when it has none."""
-    blocks = _FENCE.findall(text)
+    blocks = [b.body for b in fences.blocks(text)]
     return blocks if blocks else [text]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,18 +25,11 @@ from typing import Any
 
 from evolcoder.config import SeedConfig
 from evolcoder.errors import ConfigError, DataError
-from evolcoder.jsonio import file_sha256
+from evolcoder.jsonio import BadLine, file_sha256, jsonl_lines
 from evolcoder.records import seed_record
+from evolcoder.util.hubid import looks_like_hub_dataset
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")
-
-
-@dataclass(frozen=True)
-class BadLine:
-    """A line that is not a record at all (not UTF-8, not JSON): `check_record` reports it."""
-
-    problem: str
 
 
 def _json_array(path: Path) -> Iterator[tuple[str, Any]]:
@@ -70,24 +62,13 @@ def _json_array(path: Path) -> Iterator[tuple[str, Any]]:
 def _jsonl(path: Path) -> Iterator[tuple[str, Any]]:
     """Records of a JSONL file by line; an undecodable line is yielded as a `BadLine`."""
     with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield where, BadLine(f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield where, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield where, BadLine(f"invalid JSON: {exc.msg} (column {exc.colno})")
+        for lineno, record in jsonl_lines(handle):
+            yield f"{path}:{lineno}", record
 
 
 def looks_like_hub_id(path: str) -> bool:
     """`owner/name` with no file suffix: what a Hugging Face dataset id looks like."""
-    return bool(HUB_ID.match(path)) and not path.lower().endswith(LOCAL_SUFFIXES)
+    return looks_like_hub_dataset(path, LOCAL_SUFFIXES)
 
 
 def _missing(path: str) -> ConfigError:

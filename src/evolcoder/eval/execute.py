@@ -1,99 +1,40 @@
-"""Judge model samples against a benchmark and report the unbiased pass@k.
+"""Judge model samples against a benchmark: verdicts per sample, in the sandbox.
 
 Samples go through `evolcoder.eval.sandbox` (the only place model code runs). Per-task time
 limits are scaled from the canonical solution's runtime measured on this machine, with a
 floor, so a slow machine does not turn correct code into timeouts. For the EvalPlus
 benchmarks the canonical outputs are computed once in the sandbox and cached by dataset
 hash; candidates' outputs come back as plain data, one line per input, and the sandbox worker
-compares each as it arrives (`sandbox.oracle`), stopping the sample at its first wrong output.
-The base inputs run first, so one run gives the base and the base + plus verdicts.
+compares each as it arrives (`sandbox.oracle`, by the rule the dataset names), stopping the
+sample at its first wrong output. The base inputs run first, so one run gives the base and
+the base + plus verdicts. What the verdicts add up to (pass@k, intervals, the report) is
+`evolcoder.eval.scoring`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import shutil
 import sys
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any, Callable
 
 from evolcoder.jsonio import read_jsonl
+from evolcoder.util.atomic import atomic_write
 
 from evolcoder.errors import DataError
-from evolcoder.eval.problems import Benchmark, Problem, cache_dir
+from evolcoder.eval.languages import language
+from evolcoder.eval.scoring import ExecutionReport, bootstrap_mean, intervals, pass_at_k, tally, wilson  # noqa: F401
+from evolcoder.eval.problems import Benchmark, Problem, cache_dir, normalize_task_id
 from evolcoder.eval.sandbox import Limits, Sandbox, encode
-from evolcoder.eval.sandbox.oracle import NOT_NONE
 
 TIME_FACTOR = 4.0
 INPUT_FLOOR_S = 1.0
 REFERENCE_TIMEOUT_S = 600.0
 _REFERENCE_FORMAT = 5
-_COMPILE_ALLOWANCE_S = {"cpp": 30.0, "java": 30.0, "rs": 30.0, "go": 60.0, "js": 5.0, "sh": 5.0}
-_JAVA_CP = "/usr/share/java/javatuples.jar"
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased estimator 1 - C(n-c, k) / C(n, k) (Chen et al., 2021), computed stably."""
-    if not 0 <= c <= n or k < 1 or k > n:
-        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
-
-@dataclass
-class ExecutionReport:
-    results: list[dict]
-    pass_at_k: dict[str, float]
-    per_task: dict[str, dict]
-    provenance: dict = field(default_factory=dict)
-    wall_time_s: float = 0.0
-    sandbox: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    errata: list[dict] = field(default_factory=list)
-
-    @property
-    def ci95(self) -> dict[str, list[float]]:
-        return intervals(self.per_task, self.pass_at_k)
-
-    def base(self) -> dict | None:
-        """EvalPlus base-test scores from the same run (HumanEval / MBPP next to their `+`),
-        or None for benchmarks without a base/plus split."""
-        if not self.results or "base_passed" not in self.results[0]:
-            return None
-        ks = tuple(int(k.split("@")[1]) for k in self.pass_at_k)
-        per_task, overall = _scores(self.results, ks, "base_passed")
-        return {**{k: round(v, 6) for k, v in overall.items()}, "ci95": intervals(per_task, overall)}
-
-    def scores(self) -> dict:
-        """pass@k with 95 % intervals, the base-test scores and the errata: what a stage reports."""
-        out: dict[str, Any] = {**{k: round(v, 6) for k, v in self.pass_at_k.items()}, "ci95": self.ci95}
-        base = self.base()
-        if base is not None:
-            out["base"] = base
-        out["errata"] = self.errata
-        return out
-
-    def to_metrics(self) -> dict:
-        """Summary for metrics files: scores, coverage, dataset provenance, containment used."""
-        ns = [t["n"] for t in self.per_task.values()]
-        return {
-            "benchmark": self.provenance,
-            **self.scores(),
-            "n_samples": len(self.results),
-            "tasks_covered": len(self.per_task),
-            "tasks_total": self.provenance.get("n_tasks"),
-            "samples_per_task": {"min": min(ns, default=0), "max": max(ns, default=0)},
-            "results": dict(Counter(r["result"].split(":")[0] for r in self.results)),
-            "wall_time_s": round(self.wall_time_s, 3),
-            "sandbox": self.sandbox,
-            "warnings": self.warnings,
-        }
 
 
 def read_samples(path: str | os.PathLike, benchmark: Benchmark | None = None) -> list[dict]:
@@ -114,16 +55,11 @@ def read_samples(path: str | os.PathLike, benchmark: Benchmark | None = None) ->
 def _validate(record: Any, where: str, line: int, benchmark: Benchmark | None) -> dict:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object with task_id and completion")
-    task_id = record.get("task_id")
-    if isinstance(task_id, int) and not isinstance(task_id, bool):
-        task_id = f"Mbpp/{task_id}"
+    task_id = normalize_task_id(record.get("task_id"), benchmark)
     if not isinstance(task_id, str) or not task_id:
         raise DataError(f"{where}: missing or non-string task_id")
     if benchmark is not None and task_id not in benchmark.by_id:
-        if task_id.isdigit() and f"Mbpp/{task_id}" in benchmark.by_id:
-            task_id = f"Mbpp/{task_id}"
-        else:
-            raise DataError(f"{where}: unknown task_id {task_id!r} for benchmark {benchmark.name}")
+        raise DataError(f"{where}: unknown task_id {task_id!r} for benchmark {benchmark.name}")
     sample = {"task_id": task_id, "line": line, "where": where}
     for key in ("completion", "solution"):
         if key in record:
@@ -164,49 +100,31 @@ def _job(problem: Problem, program: str, timeout: float, skip: list[int] | None 
     if problem.mode == "io":
         return {"kind": "io", "code": program, "entry_point": problem.entry_point, "timeout": timeout,
                 "inputs": _encoded_inputs(problem), "stop_on_error": expected is not None,
-                "skip": skip or [], "not_none": problem.task_id.startswith("Mbpp/")
-                and problem.entry_point in NOT_NONE, "expected": expected,
-                "oracle": {"task_id": problem.task_id, "entry_point": problem.entry_point, "atol": problem.atol},
+                "skip": skip or [], "not_none": problem.compare == "not_none", "expected": expected,
+                "oracle": {"task_id": problem.task_id, "rule": problem.compare, "atol": problem.atol},
                 "input_limits": input_limits}
-    source = program + "\n" + problem.test
-    lang = problem.language
-    if lang == "cpp":
-        return _argv(timeout, {"main.cpp": source}, ["g++", "-std=c++17", "-o", "main", "main.cpp"], ["./main"])
-    if lang == "java":
-        cp = f"{_JAVA_CP}:."
-        return _argv(timeout, {"Problem.java": source}, ["javac", "-nowarn", "-cp", cp, "Problem.java"],
-                     ["java", "-ea", "-Xss16m", "-Xmx512m", "-XX:+UseSerialGC", "-cp", cp, "Problem"])
-    if lang == "js":
-        return _argv(timeout, {"main.js": source}, ["node", "main.js"])
-    if lang == "rs":
-        return _argv(timeout, {"main.rs": source}, ["rustc", "-A", "warnings", "-o", "main", "main.rs"], ["./main"])
-    if lang == "go":
-        job = _argv(timeout, {"main_test.go": source, "go.mod": "module evol\n\ngo 1.18\n"},
-                    ["go", "test", "-count=1", "./"])
-        job["env"] = {"GOCACHE": "$HOME/.gocache", "GOPATH": "$HOME/.gopath", "CGO_ENABLED": "0",
-                      "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod", "GO111MODULE": "on"}
-        return job
-    if lang == "sh":
-        return _argv(timeout, {"main.sh": source}, ["bash", "main.sh"])
-    raise ValueError(f"no runner for language {lang!r}")
+    lang = language(problem.language)
+    if not lang.steps:
+        raise ValueError(f"no runner for language {lang.name!r}")
+    job = {"kind": "argv", "files": {lang.source: program + "\n" + problem.test, **lang.files},
+           "steps": [list(s) for s in lang.steps], "timeout": timeout}
+    if lang.env:
+        job["env"] = dict(lang.env)
+    return job
 
 
-def _argv(timeout: float, files: dict[str, str], *steps: list[str]) -> dict:
-    return {"kind": "argv", "files": files, "steps": [list(s) for s in steps], "timeout": timeout}
-
-
-def missing_toolchain(language: str) -> str | None:
+def missing_toolchain(language_name: str) -> str | None:
     """Name of the program a language needs that is not installed, or None.
 
     Only system directories count: the sandbox cannot see toolchains under a private
     home such as /root/.cargo.
     """
-    need = {"python": [], "cpp": ["g++"], "java": ["javac", "java"], "js": ["node"], "rs": ["rustc"],
-            "go": ["go"], "sh": ["bash"]}[language]
-    missing = next((tool for tool in need if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None),
-                   None)
-    if missing is None and language == "java" and not os.path.exists(_JAVA_CP):
-        missing = f"{_JAVA_CP} (Debian package libjavatuples-java; every MultiPL-E Java prompt imports it)"
+    lang = language(language_name)
+    missing = next((tool for tool in lang.tools
+                    if shutil.which(tool, path="/usr/local/bin:/usr/bin:/bin") is None), None)
+    if missing is None:
+        missing = next((f"{path} ({why})" for path, why in lang.needs_files.items() if not os.path.exists(path)),
+                       None)
     return missing
 
 
@@ -239,16 +157,13 @@ def reference_runs(benchmark: Benchmark, sandbox: Sandbox,
                 entry["input_s"] = [out.get("t", 0.0) for out in result.data]
                 entry["errata"] = [i for i, out in enumerate(result.data) if "error" in out]
             cached[problem.task_id] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(cached))
     return cached
 
 
 def task_timeout(problem: Problem, reference: dict | None, floor: float) -> float:
     """max(floor, factor x canonical runtime), plus a compile allowance for compiled languages."""
-    base = floor + _COMPILE_ALLOWANCE_S.get(problem.language, 0.0)
+    base = floor + language(problem.language).allowance_s
     if reference and reference.get("status") == "passed":
         return round(max(base, TIME_FACTOR * reference["time_s"]), 3)
     return base
@@ -312,58 +227,68 @@ def evaluate_samples(benchmark: Benchmark, samples: list[dict], *, workers: int 
                 "counted as failed" for s in checked if s["empty"]]
     languages = {benchmark.by_id[s["task_id"]].language for s in checked}
     skipped = {lang: tool for lang in languages if (tool := missing_toolchain(lang))}
-    for lang, tool in skipped.items():
-        warnings.append(f"{tool} is not installed: {lang} samples are reported as errors")
-    limits = limits or Limits(timeout_s=floor)
+    warnings += [f"{tool} is not installed: {lang} samples are reported as errors" for lang, tool in skipped.items()]
     bar = _progress_bar(progress)
-    with Sandbox(workers, limits, unsafe_rlimits_only=unsafe_rlimits_only) as sandbox:
+    with Sandbox(workers, limits or Limits(timeout_s=floor), unsafe_rlimits_only=unsafe_rlimits_only) as sandbox:
         refs = reference_runs(benchmark, sandbox, task_ids={s["task_id"] for s in checked})
-        jobs, slots = [], []
-        results: list[dict] = []
-        counters: Counter[str] = Counter()
-        for s in checked:
-            problem = benchmark.by_id[s["task_id"]]
-            index = counters[s["task_id"]]
-            counters[s["task_id"]] += 1
-            limit = task_timeout(problem, refs.get(problem.task_id), floor)
-            row = {"task_id": s["task_id"], "completion_id": index, "timeout_s": limit}
-            results.append(row)
-            if s["empty"]:
-                row.update(passed=False, result="failed: empty completion", duration_s=0.0)
-            elif problem.language in skipped:
-                row.update(passed=False, result=f"error: {skipped[problem.language]} not installed",
-                           duration_s=0.0)
-            elif problem.mode == "io" and "outputs" not in refs.get(problem.task_id, {}):
-                row.update(passed=False, duration_s=0.0, result="error: canonical solution failed "
-                           f"({refs.get(problem.task_id, {}).get('status', 'not run')})")
-            else:
-                program = s.get("solution") or problem.program(s.get("completion", ""))
-                ref = refs.get(problem.task_id, {})
-                jobs.append(_job(problem, program, limit, ref.get("errata", []), ref.get("outputs"),
-                                 input_limits(ref, limit)))
-                slots.append(row)
+        results, jobs, slots = _plan(benchmark, checked, refs, floor, skipped)
         if bar is not None:
             bar.reset(total=len(jobs))
         ran = sandbox.map(jobs, None if bar is None else (lambda i, r: bar.update(1)))
-        sandbox_info = {"containment": sandbox.containment, "features": list(sandbox.features), "warnings": list(sandbox.warnings),
-                        "workers": sandbox.size}
+        sandbox_info = {"containment": sandbox.containment, "features": list(sandbox.features),
+                        "warnings": list(sandbox.warnings), "workers": sandbox.size}
     if bar is not None:
         bar.close()
-    for row, result in zip(slots, ran):
-        row.update(passed=result.passed, result=result.summary(), duration_s=round(result.duration_s, 6),
-                   _data=result.data)
-        if not result.passed and result.output:
-            row["output_tail"] = result.output[-1000:]
-    for row in results:
-        problem, data = benchmark.by_id[row["task_id"]], row.pop("_data", None)
-        if problem.n_base:
-            row["base_passed"] = _base_passed(row, problem, data)
-    per_task, overall = _scores(results, ks)
-    found = errata(benchmark, refs, set(counters))
+    _record(benchmark, results, slots, ran)
+    per_task, overall = tally(results, ks)
+    found = errata(benchmark, refs, {row["task_id"] for row in results})
     warnings += [f"{e['task_id']}: {'inputs ' + str(e['inputs']) if e['excluded'] == 'inputs' else 'task'} "
                  f"excluded: {e['why']} (evalplus judges them)" for e in found]
     return ExecutionReport(results, overall, per_task, benchmark.provenance(), time.monotonic() - start,
                            sandbox_info, warnings + list(sandbox_info["warnings"]), found)
+
+
+def _plan(benchmark: Benchmark, checked: list[dict], refs: dict[str, dict], floor: float,
+          skipped: dict[str, str]) -> tuple[list[dict], list[dict], list[dict]]:
+    """One result row per sample, in input order, and the sandbox jobs of the rows that need
+    a run (`slots`, the same order as the jobs); a row that cannot pass gets its verdict now."""
+    results: list[dict] = []
+    jobs: list[dict] = []
+    slots: list[dict] = []
+    counters: Counter[str] = Counter()
+    for s in checked:
+        problem, ref = benchmark.by_id[s["task_id"]], refs.get(s["task_id"], {})
+        limit = task_timeout(problem, refs.get(problem.task_id), floor)
+        row = {"task_id": s["task_id"], "completion_id": counters[s["task_id"]], "timeout_s": limit}
+        counters[s["task_id"]] += 1
+        results.append(row)
+        if s["empty"]:
+            row.update(passed=False, result="failed: empty completion", duration_s=0.0)
+        elif problem.language in skipped:
+            row.update(passed=False, result=f"error: {skipped[problem.language]} not installed", duration_s=0.0)
+        elif problem.mode == "io" and "outputs" not in ref:
+            row.update(passed=False, duration_s=0.0, result="error: canonical solution failed "
+                       f"({ref.get('status', 'not run')})")
+        else:
+            program = s.get("solution") or problem.program(s.get("completion", ""))
+            jobs.append(_job(problem, program, limit, ref.get("errata", []), ref.get("outputs"),
+                             input_limits(ref, limit)))
+            slots.append(row)
+    return results, jobs, slots
+
+
+def _record(benchmark: Benchmark, results: list[dict], slots: list[dict], ran: list[Any]) -> None:
+    """The sandbox's verdicts into their rows, and each EvalPlus row's base-test verdict."""
+    data = {}
+    for row, result in zip(slots, ran):
+        row.update(passed=result.passed, result=result.summary(), duration_s=round(result.duration_s, 6))
+        data[id(row)] = result.data
+        if not result.passed and result.output:
+            row["output_tail"] = result.output[-1000:]
+    for row in results:
+        problem = benchmark.by_id[row["task_id"]]
+        if problem.n_base:
+            row["base_passed"] = _base_passed(row, problem, data.get(id(row)))
 
 
 def _base_passed(row: dict, problem: Problem, data: Any) -> bool:
@@ -372,62 +297,6 @@ def _base_passed(row: dict, problem: Problem, data: Any) -> bool:
     if row["passed"]:
         return True
     return isinstance(data, dict) and data.get("ok_through", 0) >= problem.n_base
-
-
-def _scores(results: list[dict], ks: tuple[int, ...],
-            key: str = "passed") -> tuple[dict[str, dict], dict[str, float]]:
-    """Per-task and overall pass@k of the verdict `key` (`passed`, or `base_passed`)."""
-    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for row in results:
-        tally[row["task_id"]][0] += 1
-        tally[row["task_id"]][1] += bool(row.get(key))
-    per_task = {}
-    for task_id, (n, c) in tally.items():
-        per_task[task_id] = {"n": n, "correct": c,
-                             **{f"pass@{k}": pass_at_k(n, c, k) for k in ks if k <= n}}
-    overall = {}
-    smallest = min((t["n"] for t in per_task.values()), default=0)
-    for k in ks:
-        if 1 <= k <= smallest:
-            overall[f"pass@{k}"] = sum(t[f"pass@{k}"] for t in per_task.values()) / len(per_task)
-    return per_task, overall
-
-
-def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (95 % by default)."""
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def bootstrap_mean(values: list[float], *, resamples: int = 2000, seed: int = 0,
-                   level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean, resampling tasks with replacement (seeded)."""
-    import random
-
-    if not values:
-        return 0.0, 1.0
-    rng, n = random.Random(seed), len(values)
-    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
-    lo = means[int((1 - level) / 2 * resamples)]
-    hi = means[min(resamples - 1, int((1 + level) / 2 * resamples))]
-    return lo, hi
-
-
-def intervals(per_task: dict[str, dict], overall: dict[str, float]) -> dict[str, list[float]]:
-    """A 95 % interval for every overall pass@k: Wilson when every task has one sample (pass@1
-    is then a binomial proportion over tasks), else a seeded bootstrap over tasks."""
-    out = {}
-    for name in overall:
-        if all(t["n"] == 1 for t in per_task.values()):
-            lo, hi = wilson(sum(t["correct"] for t in per_task.values()), len(per_task))
-        else:
-            lo, hi = bootstrap_mean([t[name] for t in per_task.values()])
-        out[name] = [round(lo, 6), round(hi, 6)]
-    return out
 
 
 def _progress_bar(enabled: bool):

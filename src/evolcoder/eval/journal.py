@@ -15,7 +15,6 @@ torn last line (the kill hit mid-write) is skipped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -23,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from evolcoder.jsonio import read_jsonl
+from evolcoder.util.hashing import json_sha256
 
 
 def fingerprint(data: Any) -> str:
     """sha256 of canonical JSON."""
-    blob = json.dumps(data, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()
+    return json_sha256(data)
 
 
 def sample_key(run: str, prompt: str, stops: Iterable[str], index: int) -> str:

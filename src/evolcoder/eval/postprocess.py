@@ -13,25 +13,19 @@ generation can stop early per sequence without changing any score.
 
 from __future__ import annotations
 
-import re
+from evolcoder.eval.languages import LANGUAGES
+from evolcoder.util import fences
+from evolcoder.util.stops import cut_at_stops
 
 RESPONSE_MARK = "### Response:"
 MAIN_GUARD = 'if __name__ == "__main__":'
 EXAMPLE_USAGE = "# Example usage"
 
 # Codex/HumanEval stop sequences for continuing a Python prompt.
-COMPLETION_STOPS: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+COMPLETION_STOPS: tuple[str, ...] = LANGUAGES["python"].stops
 
-# Fence tags a chat model may use for each MultiPL-E language.
-FENCE_TAGS: dict[str, tuple[str, ...]] = {
-    "python": ("python", "py", "Python", "python3"),
-    "cpp": ("cpp", "c++", "C++"),
-    "java": ("java",),
-    "js": ("javascript", "js"),
-    "rs": ("rust", "rs"),
-    "go": ("go",),
-    "sh": ("bash", "sh", "shell"),
-}
+# Fence tags a chat model may use for each language.
+FENCE_TAGS: dict[str, tuple[str, ...]] = {name: lang.fences for name, lang in LANGUAGES.items()}
 
 
 def after_response(text: str) -> str:
@@ -46,14 +40,8 @@ def after_response(text: str) -> str:
 
 def _fenced(text: str, language: str) -> str | None:
     """Body of the first ```<language> block; None if no such fence was opened."""
-    tags = FENCE_TAGS.get(language, (language,))
-    pattern = re.compile(r"```(?:%s)[ \t]*\n" % "|".join(map(re.escape, tags)))
-    match = pattern.search(text)
-    if match is None:
-        return None
-    body = text[match.end():]
-    end = body.find("```")
-    return body if end < 0 else body[:end]
+    block = fences.find_block(text, FENCE_TAGS.get(language, (language,)))
+    return None if block is None else block.body
 
 
 def extract_code(response: str, language: str = "python") -> str:
@@ -77,23 +65,13 @@ def extract_code(response: str, language: str = "python") -> str:
 
 
 def _any_fence(text: str) -> str | None:
-    match = re.search(r"```[^\n`]*\n", text)
-    if match is None:
-        return None
-    body = text[match.end():]
-    end = body.find("```")
-    return body if end < 0 else body[:end]
+    found = fences.blocks(text)
+    return found[0].body if found else None
 
 
 def truncate_at_stops(completion: str, stops: tuple[str, ...] | list[str] = COMPLETION_STOPS) -> str:
     """Cut a plain continuation at the earliest stop sequence (the stop itself is dropped)."""
-    cut = len(completion)
-    for stop in stops:
-        if stop:
-            index = completion.find(stop)
-            if 0 <= index < cut:
-                cut = index
-    return completion[:cut]
+    return cut_at_stops(completion, stops)[0]
 
 
 def postprocess(raw: str, mode: str, language: str = "python",
@@ -131,10 +109,8 @@ def is_final(raw: str, mode: str, language: str = "python",
         return wizardcoder_is_final(raw, family)
     if language == "python" and style == "evalplus":
         return any(stop in raw for stop in EVALPLUS_STOPS)
-    text = raw
-    tags = FENCE_TAGS.get(language, (language,))
-    match = re.search(r"```(?:%s)[ \t]*\n" % "|".join(map(re.escape, tags)), text)
-    return match is not None and "```" in text[match.end():]
+    block = fences.find_block(raw, FENCE_TAGS.get(language, (language,)))
+    return block is not None and block.closed
 
 
 # ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from evolcoder.errors import ConfigError
+from evolcoder.jsonio import read_jsonl
 from evolcoder.paths import user_cache_dir
+from evolcoder.util.atomic import atomic_write
 from evolcoder.suites import BENCHMARK_NAMES, MBPP_SPLITS as _MBPP_SPLITS, MULTIPL_E_LANGUAGES as LANGUAGES
 
 
@@ -49,6 +52,7 @@ class Problem:
     text: str = ""
     tests: tuple[str, ...] = ()
     n_base: int = 0  # EvalPlus: the first n_base inputs are the base tests, the rest the plus tests
+    compare: str = ""  # EvalPlus: the special output comparison (`sandbox.oracle.RULES`); '' = equality
 
     def program(self, completion: str) -> str:
         """The code a sample stands for, before tests are appended."""
@@ -78,6 +82,17 @@ class Benchmark:
         return {"name": self.name, "version": self.version, "sha256": self.sha256,
                 "source": self.source, "n_tasks": len(self.problems)}
 
+
+
+def normalize_task_id(task_id: Any, benchmark: Benchmark | None = None) -> Any:
+    """A sample's task id as the dataset spells it: MBPP's own files (and harnesses that
+    copy them) give a bare number, `11` or `"11"`, for `Mbpp/11`. Anything else as given."""
+    if isinstance(task_id, int) and not isinstance(task_id, bool):
+        return f"Mbpp/{task_id}"
+    if (benchmark is not None and isinstance(task_id, str) and task_id not in benchmark.by_id
+            and task_id.isdigit() and f"Mbpp/{task_id}" in benchmark.by_id):
+        return f"Mbpp/{task_id}"
+    return task_id
 
 
 # (relative path in the data dir, public URL, version label)
@@ -129,16 +144,13 @@ def _fetch(name: str, data_dir: str | None) -> tuple[bytes, str]:
         except OSError as exc:
             raise ConfigError(f"benchmark {name}: cannot download {url} ({exc}); set EVOLCODER_DATA_DIR "
                               "to a directory holding a local copy (see the README)") from None
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".part")
-        tmp.write_bytes(blob)
-        os.replace(tmp, cached)
+        atomic_write(cached, blob)
     return cached.read_bytes(), url
 
 
-def _jsonl(blob: bytes, gz: bool) -> list[dict]:
-    text = (gzip.decompress(blob) if gz else blob).decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _jsonl(blob: bytes, gz: bool, source: str) -> list[dict]:
+    """The records of a (gzipped) JSONL dataset file; a bad line is a DataError naming `source:line`."""
+    return [record for _, record in read_jsonl(io.BytesIO(gzip.decompress(blob) if gz else blob), name=source)]
 
 
 def load_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
@@ -150,21 +162,21 @@ def load_benchmark(name: str, data_dir: str | None = None) -> Benchmark:
     blob, source = _fetch(name, data_dir)
     version = _SOURCES["mbpp" if name in _MBPP_SPLITS else name][2]
     if name == "humaneval":
-        problems = [_humaneval(r) for r in _jsonl(blob, True)]
+        problems = [_humaneval(r) for r in _jsonl(blob, True, source)]
     elif name == "humaneval+":
-        problems = [_plus(r, "humaneval") for r in _jsonl(blob, True)]
+        problems = [_plus(r, "humaneval") for r in _jsonl(blob, True, source)]
     elif name == "mbpp+":
-        problems = [_plus(r, "mbpp") for r in _jsonl(blob, True)]
+        problems = [_plus(r, "mbpp") for r in _jsonl(blob, True, source)]
     elif name in _MBPP_SPLITS:
         lo, hi = _MBPP_SPLITS[name]
         problems = [_mbpp(r, r["test_setup_code"], r["test_list"], r["text"])
-                    for r in _jsonl(blob, False) if lo <= r["task_id"] <= hi]
+                    for r in _jsonl(blob, False, source) if lo <= r["task_id"] <= hi]
         version += f" ids {lo}-{hi}"
     elif name == "mbpp-sanitized":
         problems = [_mbpp(r, "\n".join(r["test_imports"]), r["test_list"], r["prompt"])
                     for r in json.loads(blob)]
     else:
-        problems = [_multipl_e(r, name.rsplit("-", 1)[1]) for r in _jsonl(blob, False)]
+        problems = [_multipl_e(r, name.rsplit("-", 1)[1]) for r in _jsonl(blob, False, source)]
     return Benchmark(name, version, hashlib.sha256(blob).hexdigest(), source, tuple(problems))
 
 
@@ -178,7 +190,7 @@ def _dev() -> Benchmark:
     if not path.exists():
         raise ConfigError(f"benchmark dev: {path} is missing from this installation")
     blob = path.read_bytes()
-    problems = [_humaneval(r) for r in _jsonl(blob, False)]
+    problems = [_humaneval(r) for r in _jsonl(blob, False, str(path))]
     return Benchmark("dev", "evolcoder devset", hashlib.sha256(blob).hexdigest(), str(path), tuple(problems))
 
 
@@ -196,13 +208,26 @@ def _mbpp(r: dict, setup: str, tests: list[str], text: str) -> Problem:
 
 def _plus(r: dict, family: str) -> Problem:
     inputs = r["base_input"] + list(r["plus_input"])
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"compare": _HUMANEVAL_PLUS_COMPARE.get(r["task_id"], "")}
     if family == "mbpp":
         inputs = _mbpp_plus_inputs(int(r["task_id"].split("/")[1]), inputs)
         text, assertion = _docstring_parts(r["prompt"])
-        extra = {"family": "mbpp+", "text": text, "tests": (assertion,)}
+        extra = {"family": "mbpp+", "text": text, "tests": (assertion,),
+                 "compare": _MBPP_PLUS_COMPARE.get(r["entry_point"], "")}
     return Problem(r["task_id"], r["prompt"], r["entry_point"], "python", r["canonical_solution"], mode="io",
                    inputs=tuple(inputs), atol=float(r["atol"] or 0), n_base=len(r["base_input"]), **extra)
+
+
+# EvalPlus's special oracles: which tasks' outputs are compared by a rule other than
+# equality (`sandbox.oracle` implements the rules; the worker applies them).
+_HUMANEVAL_PLUS_COMPARE = {"HumanEval/32": "poly_root"}  # find_zero: any root passes
+_MBPP_PLUS_COMPARE = {
+    "are_equivalent": "always", "sum_div": "zero_or_equal", "surface_Area": "surface_area",
+    "digit_distance_nums": "digit_distance",
+    **dict.fromkeys(("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
+                     "larg_nnum", "intersection_array", "find_dissimilar", "Diff"), "set"),
+    **dict.fromkeys(("check_str", "text_match_three", "text_starta_endb"), "not_none"),
+}
 
 
 def _docstring_parts(prompt: str) -> tuple[str, str]:

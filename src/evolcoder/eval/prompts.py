@@ -23,6 +23,7 @@ Completion mode never comes here: it continues the bare benchmark prompt.
 from __future__ import annotations
 
 from evolcoder.alpaca import alpaca_prompt
+from evolcoder.eval.languages import LANGUAGES
 from evolcoder.eval.problems import Problem
 
 PROMPT_STYLES: tuple[str, ...] = ("wizardcoder", "wizardcoder-15b", "evalplus", "alpaca")
@@ -39,7 +40,7 @@ EVALPLUS_RESPONSE = ("Below is a Python script with a self-contained function th
                      "and passes corresponding tests:")
 
 # Language names for instruct prompts of MultiPL-E problems.
-LANGUAGE_NAMES = {"cpp": "C++", "java": "Java", "js": "JavaScript", "rs": "Rust", "go": "Go", "sh": "Bash"}
+LANGUAGE_NAMES = {name: lang.display for name, lang in LANGUAGES.items() if name != "python"}
 
 # mbpp_gen.py shows task 493 only its call signature: its asserts are too long.
 MBPP_SHORT_EXAMPLES = {"Mbpp/493": ("calculate_polygons(startx, starty, endx, endy, radius)",)}

@@ -9,10 +9,10 @@ tests, and each test is a small program of its own that a harness runs one by on
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
+from evolcoder.util import fences
+
 _PYTHON_TAGS = {"", "python", "py", "python3", "pycon"}
 
 
@@ -36,17 +36,15 @@ class Split:
 def code_blocks(text: str) -> list[str]:
     """Python fenced blocks (a last one left open counts: completions stop at max_tokens), each cut
     to its longest prefix of whole lines that parses; without fences, the whole text if it parses."""
-    closed = _FENCE.findall(text)
-    blocks = [body for tag, body in closed if tag.lower() in _PYTHON_TAGS]
-    tail = text.split("```")
-    if len(tail) % 2 == 0:  # an odd number of fences: the last block never closed
-        tag, _, body = tail[-1].partition("\n")
-        if tag.strip().lower() in _PYTHON_TAGS:
-            blocks.append(body)
-    blocks = [b for b in map(_parsable_prefix, blocks) if b.strip()]
-    if not closed and len(tail) == 1 and _parses(text) and text.strip():
-        blocks = [text]  # unfenced: only when all of it is code, else prose would pass for a program
-    return blocks
+    found = [b.body for b in fences.blocks(text, backticks_in_info=True)
+             if b.closed and b.tag.lower() in _PYTHON_TAGS]
+    tail = fences.open_tail(text)
+    if tail is not None and tail.tag.lower() in _PYTHON_TAGS:
+        found.append(tail.body)
+    found = [b for b in map(_parsable_prefix, found) if b.strip()]
+    if "```" not in text and _parses(text) and text.strip():
+        found = [text]  # unfenced: only when all of it is code, else prose would pass for a program
+    return found
 
 
 def _parsable_prefix(source: str) -> str:

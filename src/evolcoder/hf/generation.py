@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evolcoder.util.stops import cut_at_stops
+
 STOP_TAIL_TOKENS = 16  # stop strings are searched in the last few decoded tokens only
 
 
@@ -46,10 +48,7 @@ class Output:
     prompt_tokens: int = 0
 
 
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """Text up to the first stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+cut_at_stop = cut_at_stops  # the name the providers and their tests import
 
 
 def eos_ids(model: Any, tokenizer: Any) -> set[int]:

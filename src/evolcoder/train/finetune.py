@@ -10,7 +10,6 @@ complete or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from evolcoder.errors import ConfigError, TrainError
 from evolcoder.hf.models import read_ref, resolve, weights_sha256
 from evolcoder.contracts import TRAIN_CONFIG, FinetuneRecord
 from evolcoder.jsonio import file_sha256, write_json
+from evolcoder.util.hashing import json_sha256
 from evolcoder.train.sft_data import SFTCollator, load_records, pack, tokenize_records
 
 CONFIG_FILE = TRAIN_CONFIG
@@ -52,8 +52,7 @@ def gradient_accumulation(cfg: FinetuneConfig, world_size: int) -> int:
 
 def fingerprint(cfg: FinetuneConfig, data_sha: str, base_ref: str) -> str:
     settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
-    blob = json.dumps({"config": settings, "data": data_sha, "base": base_ref}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_sha256({"config": settings, "data": data_sha, "base": base_ref}, ensure_ascii=True)[:16]
 
 
 def _base_reference(base_model: str) -> str:

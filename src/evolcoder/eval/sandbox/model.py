@@ -35,7 +35,7 @@ class Job:
     not_none: bool = False
     stop_on_error: bool = False
     expected: Any = None  # canonical outputs (transport form): judge `io` outputs as they stream
-    oracle: dict[str, Any] = field(default_factory=dict)  # task_id, entry_point, atol
+    oracle: dict[str, Any] = field(default_factory=dict)  # rule, atol (and task_id, for messages)
     input_limits: Any = None  # `io`: seconds each input may take once outputs have started
     files: dict[str, str] = field(default_factory=dict)
     steps: tuple[tuple[str, ...], ...] = ()

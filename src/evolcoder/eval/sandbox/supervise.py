@@ -29,20 +29,12 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
     it returns True (a wrong output) the sample is killed at once. `stall`: once results
     have started to arrive, says after each how long the next may take; a longer gap is a
     timeout too (a hang on one input), as EvalPlus's per-input time limit is."""
-    out, res = bytearray(), bytearray()
+    got = _Collected(r_res, r_out, cap, on_result)
     open_fds = {r_res, r_out}
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = -1
-    poller = select.poll()
-    for fd in (r_res, r_out):
-        poller.register(fd, select.POLLIN)
-    if pidfd >= 0:
-        poller.register(pidfd, select.POLLIN)
-    timed_out, stopped, status = False, False, None
+    poller, pidfd = _poller(pid, r_res, r_out)
+    timed_out, status = False, None
     stall_at = math.inf
-    while not stopped:
+    while not got.stopped:
         left = min(deadline, stall_at) - time.monotonic()
         if left <= 0:
             timed_out = True
@@ -55,16 +47,12 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
             if not chunk:
                 poller.unregister(fd)
                 open_fds.discard(fd)
-            elif fd == r_out:
-                if len(out) < cap:
-                    out += chunk[: cap - len(out)]
-            elif on_result is not None:
-                stopped = on_result(chunk)
+                continue
+            got.take(fd, chunk)
+            if fd == r_res and on_result is not None:
                 wait = stall() if stall is not None else None
                 stall_at = math.inf if wait is None else time.monotonic() + wait
-            elif len(res) < VERDICT_LIMIT:
-                res += chunk
-        if stopped:
+        if got.stopped:
             kill(pid)
             break
         done, st = os.waitpid(pid, os.WNOHANG)
@@ -76,6 +64,51 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
     if not in_pidns:
         kill(pid)
         reap_uid(uid)
+    _drain(open_fds, got)
+    for fd in (r_res, r_out) + ((pidfd,) if pidfd >= 0 else ()):
+        os.close(fd)
+    return Outcome(bytes(got.res), bytes(got.out), timed_out and not got.stopped, status)
+
+
+class _Collected:
+    """What the sample's pipes delivered: its output (capped at `cap`), and the verdict bytes
+    (capped) or, with `on_result`, nothing kept: each result chunk goes to `on_result`, and
+    `stopped` turns True at the first one it rejects."""
+
+    def __init__(self, r_res: int, r_out: int, cap: int, on_result: Callable[[bytes], bool] | None) -> None:
+        self.r_res, self.r_out, self.cap, self.on_result = r_res, r_out, cap, on_result
+        self.out, self.res = bytearray(), bytearray()
+        self.stopped = False
+
+    def take(self, fd: int, chunk: bytes) -> None:
+        if fd == self.r_out:
+            if len(self.out) < self.cap:
+                self.out += chunk[: self.cap - len(self.out)]
+        elif self.on_result is not None:
+            if not self.stopped:
+                self.stopped = self.on_result(chunk)
+        elif len(self.res) < VERDICT_LIMIT:
+            self.res += chunk
+
+
+def _poller(pid: int, r_res: int, r_out: int) -> tuple[select.poll, int]:
+    """A poll set on both pipes and, where the kernel has pidfds, on the sample's exit (-1: none,
+    then the loop wakes every 50 ms to look)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+    poller = select.poll()
+    for fd in (r_res, r_out):
+        poller.register(fd, select.POLLIN)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    return poller, pidfd
+
+
+def _drain(open_fds: set[int], got: _Collected) -> None:
+    """What is still buffered in the pipes once the sample is gone (it may have written its
+    verdict just before exiting)."""
     for fd in list(open_fds):
         os.set_blocking(fd, False)
         try:
@@ -83,18 +116,9 @@ def supervise(pid: int, r_res: int, r_out: int, deadline: float, cap: int, in_pi
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     break
-                if fd == r_res and on_result is not None:
-                    if not stopped:
-                        stopped = on_result(chunk)
-                elif fd == r_res and len(res) < VERDICT_LIMIT:
-                    res += chunk
-                elif fd == r_out and len(out) < cap:
-                    out += chunk[: cap - len(out)]
+                got.take(fd, chunk)
         except BlockingIOError:
             pass
-    for fd in (r_res, r_out) + ((pidfd,) if pidfd >= 0 else ()):
-        os.close(fd)
-    return Outcome(bytes(res), bytes(out), timed_out and not stopped, status)
 
 
 def reap_uid(uid: int) -> None:
