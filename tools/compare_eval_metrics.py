@@ -93,6 +93,25 @@ def _execute(tree: Path, work: Path, samples: Path, benchmark: str) -> dict[str,
     return {"metrics": metrics, "results": _results(work / "exec.jsonl"), "stdout": stdout}
 
 
+# MBPP+ tasks judged by EvalPlus's special comparisons (sets, "not None", sum_div, ...).
+SPECIAL_MBPP_PLUS = ["Mbpp/2", "Mbpp/88", "Mbpp/124", "Mbpp/558", "Mbpp/581", "Mbpp/737", "Mbpp/787", "Mbpp/794",
+                     "Mbpp/17", "Mbpp/64", "Mbpp/167", "Mbpp/230"]
+
+
+def _mbpp_plus_samples(path: Path) -> Path:
+    """A fixed samples file: the canonical solution and a wrong one for each special task."""
+    from evolcoder.eval.problems import load_benchmark
+
+    bench = load_benchmark("mbpp+")
+    rows = []
+    for task_id in (t for t in SPECIAL_MBPP_PLUS if t in bench.by_id):
+        problem = bench.by_id[task_id]
+        rows.append({"task_id": task_id, "solution": problem.prompt + problem.canonical_solution})
+        rows.append({"task_id": task_id, "solution": f"def {problem.entry_point}(*args):\n    return None\n"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def _results(path: Path) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "duration_s"} for r in rows]
@@ -130,13 +149,16 @@ def main() -> None:
             works[label].mkdir()
             metrics[label] = _run_tree(tree.resolve(), works[label], server.base_url, args.limit)
         diffs = _differences(works["old"], works["new"], metrics["old"], metrics["new"])
-        fixed = works["old"] / "eval" / "finetuned" / "humaneval+.samples.jsonl"
-        runs = {label: _execute(tree.resolve(), works[label], fixed, "humaneval+")
-                for label, tree in (("old", args.old), ("new", args.new))}
-        for part in ("metrics", "results", "stdout"):
-            if runs["old"][part] != runs["new"][part]:
-                diffs.append(f"evolcoder execute on the fixed samples file: {part} differ:\n"
-                             f"  old: {runs['old'][part]}\n  new: {runs['new'][part]}")
+        fixed = {"humaneval+": works["old"] / "eval" / "finetuned" / "humaneval+.samples.jsonl",
+                 "mbpp+": _mbpp_plus_samples(Path(tmp) / "mbppplus.samples.jsonl")}
+        for benchmark, samples in fixed.items():
+            runs = {label: _execute(tree.resolve(), works[label], samples, benchmark)
+                    for label, tree in (("old", args.old), ("new", args.new))}
+            for part in ("metrics", "results", "stdout"):
+                if runs["old"][part] != runs["new"][part]:
+                    diffs.append(f"evolcoder execute on the fixed {benchmark} samples: {part} differ:\n"
+                                 f"  old: {runs['old'][part]}\n  new: {runs['new'][part]}")
+            print(f"execute {benchmark}: {runs['new']['stdout'].strip()}")
         for role in ROLES:
             for name in BENCHMARKS:
                 entry = metrics["new"][role][name]
