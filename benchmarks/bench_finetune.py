@@ -114,7 +114,10 @@ def main() -> None:
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--train", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke and not args.run:
+        args.examples, args.steps, args.batch, args.max_length = 8, 2, 2, 64
     if args.run:  # child: one configuration, result as the last stdout line
         result = (run_ours if args.run.startswith("ours") else run_trl)(args, packing="packing" in args.run)
         print("RESULT " + json.dumps(result))

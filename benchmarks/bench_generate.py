@@ -28,6 +28,17 @@ def _default_model() -> str:
     return str(out)
 
 
+def _smoke_model() -> str:
+    """A tiny random model built in a temporary directory (tests/tinymodel.py): seconds, offline."""
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tinymodel import build_tiny_model
+
+    return str(build_tiny_model(Path(tempfile.mkdtemp(prefix="bench-smoke-")) / "tiny"))
+
+
 @click.command()
 @click.option("--model", default=None, help="Model directory (default: the embedded gemma-3-270m).")
 @click.option("--prompts", default=20, show_default=True, help="HumanEval prompts.")
@@ -37,8 +48,9 @@ def _default_model() -> str:
 @click.option("--mode", default="instruct", type=click.Choice(["instruct", "completion"]), show_default=True)
 @click.option("--threads", default=0, help="torch threads (0 = torch default).")
 @click.option("--rounds", default=2, show_default=True, help="Repetitions, in alternating order.")
+@click.option("--smoke", is_flag=True, help="A tiny model, 2 prompts x 4 tokens: CI checks the bench still runs.")
 def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str, mode: str, threads: int,
-         rounds: int) -> None:
+         rounds: int, smoke: bool) -> None:
     import torch
 
     from evolcoder.config import GenerateConfig, build
@@ -47,6 +59,8 @@ def main(model: str | None, prompts: int, tokens: int, batches: str, dtype: str,
 
     if threads:
         torch.set_num_threads(threads)
+    if smoke:
+        model, prompts, tokens, batches, rounds = model or _smoke_model(), 2, 4, "1,2", 1
     model = model or _default_model()
     problems = load_benchmark("humaneval").problems[:prompts]
     backend = HFBackend(model, dtype=dtype)
