@@ -28,8 +28,9 @@ def _help(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclas
 
 @dataclass(frozen=True)
 class SeedConfig:
-    path: str = _help("Seed instructions: a Code Alpaca JSON array, a JSONL file, a saved "
-                      "`datasets` directory or a Hugging Face dataset id.", "src/evolcoder/resources/seed.jsonl")
+    path: str = _help("Seed instructions: a Code Alpaca JSON array, a JSONL file or a saved `datasets` "
+                      "directory, which DVC hashes; snapshot a Hugging Face dataset id to a file first with "
+                      "`evolcoder export-seed`.", "src/evolcoder/resources/seed.jsonl")
     n: int = _help("How many seed records to sample; 0 keeps all.", 16)
     seed: int = _help("RNG seed for sampling seed records.", 42)
     on_error: Literal["fail", "skip"] = _help(
