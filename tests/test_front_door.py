@@ -5,6 +5,7 @@ Real DVC in a temporary git repo."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,16 @@ def test_auto_precision_resolves_to_fp32_under_the_avx2_cap() -> None:
 
     assert native.stdout.split() == (["bfloat16", "bf16"] if cpu_has_native_bf16() else ["float32", "fp32"])
 
+
+
+def test_ci_smoke_runs_every_benchmark() -> None:
+    """CI runs `make bench-smoke`, a glob over benchmarks/bench_*.py, and every bench has `--smoke`."""
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^make bench-smoke$", ci, re.M)
+    makefile = (REPO / "Makefile").read_text()
+    target = makefile[makefile.index("\nbench-smoke:"):]
+    assert "for b in benchmarks/bench_*.py" in target and "python $$b --smoke" in target
+    benches = sorted((REPO / "benchmarks").glob("bench_*.py"))
+    assert len(benches) >= 9
+    missing = [b.name for b in benches if '"--smoke"' not in b.read_text()]
+    assert not missing, f"no --smoke flag: {missing}"
