@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data),)
 export EVOLCODER_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: help venv install install-dev repro test bench toolchains clean
+.PHONY: help venv install install-dev repro test bench bench-smoke toolchains clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -25,6 +25,7 @@ venv: $(BIN)/python
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[embedded,dev]'
+	$(BIN)/python -m evolcoder.dvcfix  # DVC main's fix for `dvc repro --dry` on a fresh clone (dvc#9818)
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install evolcoder with the embedded model
@@ -38,6 +39,14 @@ test: install  ## run the test suite
 bench: install  ## run the benchmarks in benchmarks/ (prints measured ratios)
 	$(BIN)/pip install -q -e '.[bench]'
 	. $(BIN)/activate && for b in benchmarks/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+bench-smoke: install  ## run every benchmarks/bench_*.py with --smoke (tiny sizes; CI: a broken bench fails the build)
+	$(BIN)/pip install -q -e '.[bench]'
+	. $(BIN)/activate && failed=""; for b in benchmarks/bench_*.py; do \
+	  echo "== $$b --smoke"; start=$$(date +%s); \
+	  python $$b --smoke || failed="$$failed $$b"; \
+	  echo "== $$b --smoke: $$(( $$(date +%s) - start )) s"; done; \
+	if [ -n "$$failed" ]; then echo "bench-smoke FAILED:$$failed"; exit 1; fi
 
 toolchains:  ## install missing MultiPL-E toolchains from Debian (needs root)
 	@missing=""; \

@@ -185,7 +185,10 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.per_kind, args.records = 3, 300
     data_dir = Path(os.environ.get("EVOLCODER_DATA_DIR") or REPO.parent / "shared" / "data")
     canary_table(data_dir, args.per_kind, args.seed)
     records = speed(data_dir, args.records)

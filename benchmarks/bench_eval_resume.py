@@ -73,7 +73,10 @@ def bench_hf(tasks: int, repeat: int, tmp: Path) -> None:
 @click.option("--latency", default=0.05, show_default=True, help="Loopback server latency per request (s).")
 @click.option("--hf-tasks", default=16, show_default=True, help="HumanEval tasks for the in-process model.")
 @click.option("--repeat", default=3, show_default=True, help="Interleaved repeats of the in-process runs.")
-def main(tasks: int, latency: float, hf_tasks: int, repeat: int) -> None:
+@click.option("--smoke", is_flag=True, help="Tiny sizes, seconds: CI checks the bench still runs.")
+def main(tasks: int, latency: float, hf_tasks: int, repeat: int, smoke: bool) -> None:
+    if smoke:
+        tasks, latency, hf_tasks, repeat = 8, 0.01, 2, 1
     with tempfile.TemporaryDirectory() as tmp:
         bench_endpoint(tasks, latency, Path(tmp))
         bench_hf(hf_tasks, repeat, Path(tmp))

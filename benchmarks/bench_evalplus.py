@@ -255,7 +255,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=sorted(FILES), default=None)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.limit, args.mutants = 2, 1
     try:
         import evalplus  # noqa: F401
     except ImportError:

@@ -134,7 +134,10 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=5)
     parser.add_argument("--skip-plus", action="store_true")
     parser.add_argument("--only-paths", action="store_true", help="only the root vs non-root comparison")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.copies, args.skip_plus = 1, True
     os.environ.setdefault("EVOLCODER_DATA_DIR", str(REPO.parent / "shared" / "data"))
     with tempfile.TemporaryDirectory(prefix="bench-execute-") as tmp:
         tmp_path = Path(tmp)

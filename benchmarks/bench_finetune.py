@@ -114,7 +114,10 @@ def main() -> None:
     parser.add_argument("--run", choices=RUNS, help=argparse.SUPPRESS)
     parser.add_argument("--train", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke and not args.run:
+        args.examples, args.steps, args.batch, args.max_length = 4, 1, 2, 64
     if args.run:  # child: one configuration, result as the last stdout line
         result = (run_ours if args.run.startswith("ours") else run_trl)(args, packing="packing" in args.run)
         print("RESULT " + json.dumps(result))
@@ -125,7 +128,8 @@ def main() -> None:
             sys.path.insert(0, str(REPO / "tests"))
             from tinymodel import build_tiny_model
 
-            args.model = str(build_tiny_model(Path(work) / "model", layers=4, hidden=512))
+            size = {} if args.smoke else {"layers": 4, "hidden": 512}  # smoke: the 2-layer default, seconds
+            args.model = str(build_tiny_model(Path(work) / "model", **size))
         train_path = Path(work) / "train.jsonl"
         make_data(train_path, args.examples, seed=0)
         results = {}

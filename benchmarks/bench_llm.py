@@ -91,7 +91,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per concurrency; the summary takes the median")
     parser.add_argument("--evolve", action="store_true", help="also measure a round of --n seed items through RoundRunner (two calls each)")
     parser.add_argument("--json", dest="json_out", default=None, help="write the results here")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.n, args.n1, args.concurrency, args.repeat, args.evolve = 40, 10, [1, 8], 1, True
 
     rows = []
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start; server in a subprocess, "

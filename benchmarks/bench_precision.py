@@ -18,19 +18,19 @@ import time
 from itertools import product
 
 import click
-from bench_generate import _default_model
+from bench_generate import _default_model, _smoke_model
 
 
 def _workloads(n: int) -> dict[str, tuple[list, object]]:
     from evolcoder.jsonio import read_jsonl
     from evolcoder.eval.problems import load_benchmark
-    from evolcoder.evolution.prompts import evol_prompt
+    from evolcoder.evolution.prompts import paper_prompt
     from evolcoder.hf.generation import Prompt
     from evolcoder.llm.hf_provider import plain_prompt
 
     humaneval = [Prompt(p.prompt) for p in load_benchmark("humaneval").problems[:n]]
     seeds = [record for _, record in read_jsonl("src/evolcoder/resources/seed.jsonl")][:n]
-    evolver = [Prompt(plain_prompt((("user", evol_prompt("constraints", s["instruction"])),))) for s in seeds]
+    evolver = [Prompt(plain_prompt((("user", paper_prompt("constraints", s["instruction"])),))) for s in seeds]
     return {"evolver": (evolver, dict(temperature=0.7, top_p=0.95)), "eval": (humaneval, dict(temperature=0.0))}
 
 
@@ -42,8 +42,9 @@ def _workloads(n: int) -> dict[str, tuple[list, object]]:
 @click.option("--dtypes", default="float32,bfloat16", show_default=True)
 @click.option("--rounds", default=2, show_default=True, help="Repetitions, in alternating order.")
 @click.option("--threads", default=0, help="torch threads (0 = torch default).")
+@click.option("--smoke", is_flag=True, help="A tiny model, 2 prompts x 4 tokens: CI checks the bench still runs.")
 def main(model: str | None, prompts: int, tokens: int, batches: str, dtypes: str, rounds: int,
-         threads: int) -> None:
+         threads: int, smoke: bool) -> None:
     """Prints wall tokens/s and CPU seconds per token: on a loaded shared machine wall time
     mostly measures the neighbours, CPU time (with --threads 1) what a token costs."""
     import torch
@@ -53,6 +54,8 @@ def main(model: str | None, prompts: int, tokens: int, batches: str, dtypes: str
 
     if threads:
         torch.set_num_threads(threads)
+    if smoke:
+        model, prompts, tokens, batches, rounds = model or _smoke_model(), 2, 4, "1,2", 1
     model = model or _default_model()
     workloads = _workloads(prompts)
     sizes = [int(b) for b in batches.split(",")]

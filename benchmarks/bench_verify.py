@@ -72,7 +72,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mutants", type=int, default=0, help="also time tests+mutants with K mutants")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: CI checks the bench still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.items, args.mutants = 8, 1
     items = answers(args.items)
     plain, plain_passed = timed_plain(items, args.workers)
     wall, counts = timed_verifier(items, args.workers, "tests", 0)

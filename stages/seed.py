@@ -1,34 +1,31 @@
-"""DVC stage `seed`: validate and sample the seed instructions (params section `seed`)."""
+"""DVC stage `seed`: validate and sample the seed instructions (params section `seed`).
+
+dvc.yaml makes `${seed.path}` a dependency, so DVC hashes the seed file (or saved
+`datasets` directory) itself: an unchanged run runs nothing and `dvc status` is clean.
+A hub dataset id cannot be hashed, so it is snapshotted to a file first with
+`evolcoder export-seed`, which records the hub commit it read (README: updating a hub seed).
+"""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import click
 from _common import stage_main
 
 from evolcoder.config import SeedConfig, load_section
-from evolcoder.errors import ConfigError
 from evolcoder.contracts import SeedMetrics
+from evolcoder.dataset.seed import fingerprint, load_seed, snapshot_hint
 from evolcoder.jsonio import write_jsonl
-from evolcoder.dataset.seed import load_seed
 
 
 @click.command()
 @click.option("--params", default="params.yaml", show_default=True, help="Params file to read `seed` from.")
 @click.option("--out", required=True, help="Seed JSONL to write.")
 @click.option("--metrics", required=True, help="Counts of read/skipped/duplicate/written records.")
-@click.option("--source", "source_path", default=None,
-              help="Fingerprint from the `seed_source` stage: recorded in the metrics; pins a hub dataset's commit.")
 @stage_main
-def main(params: str, out: str, metrics: str, source_path: str | None) -> None:
+def main(params: str, out: str, metrics: str) -> None:
     cfg = load_section(SeedConfig, "seed", params)
-    source = json.loads(Path(source_path).read_text(encoding="utf-8")) if source_path else None
-    if source is not None and source.get("path") != cfg.path:
-        raise ConfigError(f"params: seed.path: is {cfg.path!r} but {source_path} fingerprints "
-                          f"{source.get('path')!r}; run the seed_source stage first (dvc repro)")
-    result = load_seed(cfg, source)
+    snapshot_hint(cfg.path)
+    result = load_seed(cfg, fingerprint(cfg.path))
     for line in result.skipped:
         click.echo(f"skipped {line}", err=True)
     write_jsonl(out, result.records)

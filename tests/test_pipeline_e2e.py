@@ -57,7 +57,8 @@ def test_full_pipeline_then_one_more_round(tmp_path: Path, tiny_model_dir: Path)
         samples = (project / "data/eval/finetuned/humaneval.samples.jsonl").read_text().splitlines()
         assert len(samples) == 3
 
-        assert ran(sh(project, "dvc", "repro")) == {"seed_source"}  # the always-run fingerprint
+        assert ran(sh(project, "dvc", "repro")) == set()  # nothing changed: nothing runs
+        assert "up to date" in out(sh(project, "dvc", "status"))
         sh(project, "git", "add", "-A")
         sh(project, "git", "commit", "-qm", "two rounds")
 

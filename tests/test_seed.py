@@ -148,8 +148,8 @@ def _hub_snapshot(home: Path, repo: str, revision: str, rows: list[dict]) -> Non
 
 
 @pytest.mark.slow
-def test_hub_id_as_seed_path_under_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No file dep on a hub id: the fingerprint stage pins its commit and `seed` re-runs when it moves."""
+def test_hub_seed_is_snapshotted_then_versioned_by_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub id is exported at a pinned commit to a file; DVC then re-runs `seed` only when the file changes."""
     from dvcproject import default_params, make_project, out, ran, sh
 
     home = tmp_path / "hf"
@@ -161,18 +161,31 @@ def test_hub_id_as_seed_path_under_dvc(tmp_path: Path, monkeypatch: pytest.Monke
     params = default_params()
     params["seed"].update({"path": "tester/seeds", "n": 0})
     project = make_project(tmp_path, params)
+    evolcoder = str(Path(sys.executable).with_name("evolcoder"))
 
-    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed_source", "seed"}
-    metrics = json.loads((project / "metrics/seed.json").read_text())
-    assert metrics["written"] == 2 and metrics["source"] == {"kind": "hub", "path": "tester/seeds",
-                                                             "revision": first}
-    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed_source"}, "same commit: seed is skipped"
+    direct = sh(project, sys.executable, "stages/seed.py", "--out", "s.jsonl", "--metrics", "m.json", check=False)
+    assert direct.returncode == 2 and "evolcoder export-seed tester/seeds data/seed/tester--seeds.jsonl" in out(direct)
+    assert sh(project, "dvc", "repro", "seed", check=False).returncode != 0
 
-    _hub_snapshot(home, "tester/seeds", second, rows)  # the dataset moved on the hub
-    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed_source", "seed"}
+    exported = sh(project, evolcoder, "export-seed", "tester/seeds", "data/seed/tester--seeds.jsonl")
+    assert f"hub commit {first}" in out(exported)
+    (project / "params.yaml").write_text((project / "params.yaml").read_text().replace(
+        "path: tester/seeds", "path: data/seed/tester--seeds.jsonl"))
+    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed"}
+    assert json.loads((project / "metrics/seed.json").read_text())["written"] == 2
+    assert ran(sh(project, "dvc", "repro", "seed")) == set(), "same snapshot: nothing runs"
+
+    _hub_snapshot(home, "tester/seeds", second, rows)  # the dataset moved on the hub: update the seed
+    pinned = sh(project, evolcoder, "export-seed", "tester/seeds", "data/seed/tester--seeds.jsonl",
+                "--revision", first)
+    assert f"hub commit {first}" in out(pinned)
+    assert ran(sh(project, "dvc", "repro", "seed")) == set(), "re-exported at the pinned commit: same bytes"
+    sh(project, evolcoder, "export-seed", "tester/seeds", "data/seed/tester--seeds.jsonl")
+    assert ran(sh(project, "dvc", "repro", "seed")) == {"seed"}
     assert len((project / "data/seed/seed.jsonl").read_text().splitlines()) == 3
 
     missing = project / "params.yaml"
-    missing.write_text(missing.read_text().replace("path: tester/seeds", "path: data/seed/missing.jsonl"))
+    missing.write_text(missing.read_text().replace("path: data/seed/tester--seeds.jsonl",
+                                                   "path: data/seed/missing.jsonl"))
     failed = sh(project, "dvc", "repro", "seed", check=False)
-    assert failed.returncode != 0 and "params: seed.path: 'data/seed/missing.jsonl' does not exist" in out(failed)
+    assert failed.returncode != 0 and "data/seed/missing.jsonl" in out(failed)

@@ -324,17 +324,25 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
 @click.argument("source")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--split", default="train", show_default=True, help="Split of a Hugging Face dataset.")
-def export_seed_cmd(source: str, out: str, split: str) -> None:
+@click.option("--revision", default=None,
+              help="Hub commit to read (a hub SOURCE only); default: the commit `main` points at now.")
+def export_seed_cmd(source: str, out: str, split: str, revision: str | None) -> None:
     """Write SOURCE (hub dataset id, saved dataset dir, JSON or JSONL) as JSONL at OUT.
 
     Point `seed.path` at OUT so DVC versions the exact seed data, e.g.
-    `evolcoder export-seed sahil280114/codealpaca data/seed/codealpaca20k.jsonl`.
+    `evolcoder export-seed sahil280114/codealpaca data/seed/sahil280114--codealpaca.jsonl`.
+    A hub dataset is read at one commit, which is printed: re-run this to update the seed.
     """
     from evolcoder.jsonio import write_jsonl
-    from evolcoder.dataset.seed import iter_raw
+    from evolcoder.dataset.seed import export_hub, iter_raw, looks_like_hub_id
 
-    count = write_jsonl(out, (record for _, record in iter_raw(source, split)))
-    click.echo(f"wrote {count} records to {out}")
+    hub = not Path(source).exists() and looks_like_hub_id(source)
+    if revision and not hub:
+        raise click.UsageError(f"--revision: {source!r} is not a hub dataset id")
+    rows = export_hub(source, split, revision) if hub else (None, iter_raw(source, split))
+    count = write_jsonl(out, (record for _, record in rows[1]))
+    at = f" (hub commit {rows[0]})" if hub else ""
+    click.echo(f"wrote {count} records of {source}{at} to {out}")
 
 
 # --- presets ---

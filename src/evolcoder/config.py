@@ -65,7 +65,8 @@ class Section(BaseModel):
 
 class SeedConfig(Section):
     path: str = F("src/evolcoder/resources/seed.jsonl", "Seed instructions: a Code Alpaca JSON array, a JSONL "
-                  "file, a saved `datasets` directory or a Hugging Face dataset id.")
+                  "file or a saved `datasets` directory, which DVC hashes; snapshot a Hugging Face dataset id "
+                  "to a file first with `evolcoder export-seed`.")
     n: int = F(16, "How many seed records to sample; 0 keeps all.", ge=0)
     seed: int = F(42, "RNG seed for sampling seed records.")
     on_error: Literal["fail", "skip"] = F(

@@ -5,9 +5,10 @@ Accepts what people actually have: a Code Alpaca JSON array, a JSONL file, a sav
 and an error names the file and line so a 20k-record file can be fixed in one go; with
 `on_error: skip` bad records and undecodable JSONL lines are skipped and counted.
 
-`fingerprint` identifies the source's content without loading it (a file's sha256, or a
-hub dataset's commit), so DVC can re-run the seed stage exactly when the data changed,
-whether `seed.path` is a file or a hub id; a hub dataset is then loaded at that commit.
+`fingerprint` identifies the source's content (a file's or directory's sha256) for the
+metrics; DVC itself hashes `seed.path`, a dependency of the seed stage, so an unchanged run
+runs nothing. A hub dataset has no file to hash: `export_hub` snapshots it, at a commit
+that is recorded, to a JSONL file that `seed.path` then names and DVC versions.
 Ids are content hashes, so the same instruction gets the same id in every run and
 every downstream RNG draw keyed on it is reproducible.
 """
@@ -104,16 +105,38 @@ def hub_revision(repo_id: str) -> str:
                       "in the local Hugging Face cache; go online once, or `evolcoder export-seed` it to a file")
 
 
+def snapshot_name(repo_id: str) -> str:
+    """Where `evolcoder export-seed` puts a hub dataset by default: data/seed/<owner>--<name>.jsonl."""
+    return f"data/seed/{repo_id.replace('/', '--')}.jsonl"
+
+
+def snapshot_hint(path: str) -> None:
+    """Refuse a hub id as `seed.path` with the command that snapshots it.
+
+    DVC can only hash files, and a stage that asks the hub on every run is never clean in
+    `dvc status`; a snapshot file makes the seed data versioned and the run reproducible.
+    """
+    if not Path(path).exists() and looks_like_hub_id(path):
+        raise ConfigError(f"params: seed.path: {path!r} is a Hugging Face dataset id, and the pipeline reads "
+                          f"files (DVC hashes them): run `evolcoder export-seed {path} {snapshot_name(path)}` "
+                          f"and set seed.path to {snapshot_name(path)} (README: updating a hub seed)")
+
+
 def fingerprint(path: str) -> dict[str, str]:
-    """What identifies the seed data's content: sha256 of a file or directory, or a hub commit."""
+    """What identifies the seed data's content: sha256 of a file or directory."""
     local = Path(path)
     if local.is_file():
         return {"kind": "file", "path": path, "sha256": file_sha256(local)}
     if local.is_dir():
         return {"kind": "dir", "path": path, "sha256": _tree_sha256(local)}
-    if not looks_like_hub_id(path):
-        raise _missing(path)
-    return {"kind": "hub", "path": path, "revision": hub_revision(path)}
+    snapshot_hint(path)
+    raise _missing(path)
+
+
+def export_hub(repo_id: str, split: str, revision: str | None) -> tuple[str, Iterator[tuple[str, Any]]]:
+    """(the commit read, its records): a hub dataset at `revision`, else at what `main` is now."""
+    revision = revision or hub_revision(repo_id)
+    return revision, _hf_dataset(repo_id, split, revision)
 
 
 def _hub_snapshot(repo_id: str, revision: str) -> str:

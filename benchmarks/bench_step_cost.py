@@ -1,0 +1,77 @@
+"""What one decode step costs by batch rows: the price of rows that finished but are still fed.
+
+`generate()` keeps a finished row in its batch (it is fed pad tokens) until the batch's
+last row ends, so a batch of 16 where one row runs to the token limit pays the 16-row step
+cost for every step. This times single decode steps (KV cache filled by a short prompt)
+at several batch sizes in one process, in alternating order, and prints wall and CPU ms
+per step and per row: the ratio step(16) / step(k) is what dropping finished rows from the
+batch would save once k rows are left. Run it under the AVX2 caps to see the laptop class:
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
+        python benchmarks/bench_step_cost.py [--model DIR] [--rows 1,4,16] [--steps 8]
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+from bench_generate import _default_model, _smoke_model
+
+
+def _time_steps(gen, rows: int, steps: int) -> tuple[float, float]:
+    """Wall and CPU seconds of `steps` cached decode steps for `rows` identical short prompts."""
+    import torch
+
+    enc = gen.tokenizer(["def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n"] * rows,
+                        return_tensors="pt").to(gen.device)
+    with torch.inference_mode():
+        out = gen.lm(**enc, use_cache=True)
+        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        mask = enc["attention_mask"]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
+            out = gen.lm(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
+            cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+
+@click.command()
+@click.option("--model", default=None, help="Model directory (default: the embedded gemma-3-270m).")
+@click.option("--rows", default="1,4,16", show_default=True, help="Batch rows to time; the last is the reference.")
+@click.option("--steps", default=8, show_default=True, help="Decode steps timed per configuration and round.")
+@click.option("--rounds", default=2, show_default=True, help="Repetitions, in alternating order.")
+@click.option("--dtype", default="auto", show_default=True)
+@click.option("--smoke", is_flag=True, help="A tiny model, 2 steps: CI checks the bench still runs.")
+def main(model: str | None, rows: str, steps: int, rounds: int, dtype: str, smoke: bool) -> None:
+    import os
+
+    from evolcoder.hf.generation import Generator
+    from evolcoder.hf.precision import isa_cap
+
+    if smoke:
+        model, steps, rounds = model or _smoke_model(), 2, 1
+    gen = Generator(model or _default_model(), dtype=dtype)
+    sizes = [int(r) for r in rows.split(",")]
+    totals = {size: [0.0, 0.0] for size in sizes}
+    load = os.getloadavg()[0]
+    for round_ in range(rounds):
+        for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
+            wall, cpu = _time_steps(gen, size, steps)
+            totals[size][0] += wall
+            totals[size][1] += cpu
+    n = steps * rounds
+    ref = sizes[-1]
+    click.echo(f"model {gen.lm.config._name_or_path}, dtype {gen.dtype}, ISA cap {isa_cap() or 'none'}, "
+               f"{n} steps per size, load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
+    click.echo(f"{'rows':>4} {'wall ms/step':>12} {'cpu ms/step':>11} {'cpu ms/row':>10} "
+               f"{'step({}) / step(rows), cpu'.format(ref):>26}")
+    for size in sizes:
+        wall, cpu = (1000 * t / n for t in totals[size])
+        click.echo(f"{size:>4} {wall:>12.1f} {cpu:>11.1f} {cpu / size:>10.1f} "
+                   f"{totals[ref][1] / totals[size][1]:>25.2f}x")
+
+
+if __name__ == "__main__":
+    main()
