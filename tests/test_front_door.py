@@ -44,7 +44,7 @@ def test_dry_repro_on_a_fresh_clone_lists_every_stage(tmp_path: Path) -> None:
     stages = ran(dry)
     rounds = {f"round@{r}" for r in range(1, 11)}
     assert rounds <= stages, out(dry)
-    assert {"seed", "plan", "evolver", "merge", "base_model", "finetune", "eval_base", "eval", "dev"} <= stages
+    assert {"seed", "plan", "evolver", "merge", "base_model", "finetune", "eval@base", "eval@finetuned", "eval@dev"} <= stages
     assert not (clone / "data/plan").exists(), "--dry ran nothing"
 
 
