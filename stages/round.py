@@ -1,7 +1,7 @@
 """DVC stage `round@<r>`: one evolution round (its plan file; params `llm` for transport only).
 
-Exit codes: 2 bad input or params, 3 call budget spent, 4 items failed transiently or the
-endpoint is down. In every failing case nothing is written, so DVC records no result and
+Exit codes: 2 bad input or params, 3 call or dollar budget spent, 4 items failed transiently or
+the endpoint is down, 5 batches still in flight (`llm.batch_wait: false`). In every failing case nothing is written, so DVC records no result and
 the next `dvc repro` runs the round again (answered requests come from the cache).
 """
 
@@ -19,6 +19,7 @@ from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.rounds import RoundRunner
 from evolcoder.evolution.verify import Verifier
 from evolcoder.jsonio import read_jsonl
+from evolcoder.llm.batch import run_passes
 from evolcoder.llm.client import make_client
 
 
@@ -61,7 +62,8 @@ async def _run(plan: RoundPlan, transport: LLMConfig, items: list, model_dir: st
     client = make_client(llm, stage=f"round@{plan.round}",
                          model_path=model_dir if llm.provider == "transformers" else None)
     try:
-        result = await RoundRunner(plan, client, verifier).run(items, progress=progress)
+        runner = RoundRunner(plan, client, verifier)
+        result = await run_passes(client, llm, lambda: runner.run(items, progress=progress), progress)
     finally:
         await client.aclose()
     stats = result.stats()

@@ -166,6 +166,21 @@ class LLMConfig:
         "hardware has it natively (AVX512-BF16/AMX CPUs, bf16 GPUs), else float32 on CPU and float16 on "
         "GPU; emulated bf16 is ~4x slower than fp32 on an AVX2-only CPU. The resolved dtype is part of "
         "the cache's model name and is recorded in the round stats.", "auto")
+    mode: Literal["online", "batch"] = _help(
+        "`online`: one live chat call per request; `batch`: the round stage (and eval generation "
+        "through the OpenAI-compatible backend) submits its uncached requests through the endpoint's "
+        "Batch API (/v1/files + /v1/batches: OpenAI bills half, answers within 24 h). Same cache "
+        "keys, so the data are byte-identical either way and a run can switch modes half-way.", "online")
+    batch_poll_s: float = _help("Batch mode: seconds between polls of in-flight batches.", 30.0)
+    batch_wait: bool = _help(
+        "Batch mode: wait for the batches to finish. false: submit, write nothing and exit 5 "
+        "(\"N batches in flight; run `dvc repro` again later\").", True)
+    batch_max_requests: int = _help("Batch mode: requests per batch file (OpenAI's limit: 50,000).", 50000)
+    batch_max_mb: float = _help("Batch mode: size of one batch input file in MB (OpenAI's limit: 200).", 200.0)
+    budget_usd: float | None = _help(
+        "Hard cap in USD on what one stage may spend on new (uncached) calls; the worst case of "
+        "each request (prompt-token bound + max_tokens) is reserved before it is sent. "
+        "null = no cap. Needs a known price (built-in table or llm.price_per_1k).", None)
 
     def validate(self) -> None:
         _check(self.concurrency >= 1, "llm.concurrency", "must be >= 1")
@@ -181,6 +196,10 @@ class LLMConfig:
         if self.price_per_1k is not None:
             unknown = set(self.price_per_1k) - {"prompt", "completion"}
             _check(not unknown, "llm.price_per_1k", f"unknown keys {sorted(unknown)}; use prompt/completion")
+        _check(self.batch_poll_s > 0, "llm.batch_poll_s", "must be > 0")
+        _check(1 <= self.batch_max_requests <= 50000, "llm.batch_max_requests", "must be in [1, 50000]")
+        _check(0 < self.batch_max_mb <= 200, "llm.batch_max_mb", "must be in (0, 200]")
+        _check(self.budget_usd is None or self.budget_usd >= 0, "llm.budget_usd", "must be >= 0 or null")
 
 
 _EVALUATED = ["humaneval", "humaneval+", "mbpp", "mbpp+", "multipl-e-cpp", "multipl-e-java", "multipl-e-js",

@@ -1,0 +1,238 @@
+"""A loopback fake of OpenAI's Batch API on top of `fakeserver.FakeServer`.
+
+Serves, besides the chat routes: `POST /v1/files` (multipart upload), `GET /v1/files/{id}/content`,
+`POST /v1/batches`, `GET /v1/batches/{id}`, `GET /v1/batches` (paginated: `limit`, `after`,
+`has_more`) and `POST /v1/batches/{id}/cancel`. Lines are answered by the chat server's own
+responder, so a batch's answers equal the online ones byte for byte, and every answered line
+is appended to `completed` (by content key), where the tests check that nothing was answered
+twice. A batch completes after `polls` retrieves.
+
+Scripted trouble: `fail_lines` (a predicate on the line's body: that line ends in the error
+file), `expire_next` (the next batch expires after answering only its first `expire_keep` lines),
+`reject_next` (the next batch fails validation, with errors naming line numbers),
+`stall_create` (create the batch, then hold the answer this many seconds) and
+`hook(moment)` (called in the handler at `upload`, `create`, `created`, `retrieve`,
+`content`: a test SIGKILLs its client there). `no_batch_api` makes /v1/batches a 404.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
+from typing import Any
+
+from fakeserver import FakeServer, Fault, _tokens, request_key
+
+
+class FakeBatchServer(FakeServer):
+    """FakeServer plus /v1/files and /v1/batches, with scripted failures and kill hooks."""
+
+    def __init__(self, *args: Any, polls: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.polls = polls
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.order: list[str] = []  # batch ids, oldest first
+        self.batch_lines: Counter[str] = Counter()  # custom_id -> times answered
+        self.fail_lines: Callable[[dict[str, Any]], bool] | None = None
+        self.expire_next = False
+        self.expire_keep = 0
+        self.reject_next = False
+        self.stall_create = 0.0
+        self.no_batch_api = False
+        self.hook: Callable[[str], None] | None = None
+        self._seq = 0
+        self._block = threading.Lock()
+
+    # -- batch machinery -----------------------------------------------------------
+    def _id(self, prefix: str) -> str:
+        with self._block:
+            self._seq += 1
+            return f"{prefix}-{self._seq:06d}"
+
+    def _fire(self, moment: str) -> None:
+        if self.hook is not None:
+            self.hook(moment)
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        batch_id = self._id("batch")
+        lines = self.files[body["input_file_id"]].splitlines()
+        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                 "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
+                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                 "created_at": int(time.time()), "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                 "metadata": body.get("metadata"), "_polls": 0, "_expire": self.expire_next,
+                 "_reject": self.reject_next}
+        self.expire_next = self.reject_next = False
+        with self._block:
+            self.batches[batch_id] = batch
+            self.order.append(batch_id)
+        return batch
+
+    def _advance(self, batch: dict[str, Any]) -> None:
+        """One retrieve's worth of progress; on the last one the batch runs and ends."""
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            return
+        batch["_polls"] += 1
+        if batch["_polls"] < self.polls:
+            batch["status"] = "in_progress"
+            return
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].splitlines() if x.strip()]
+        if batch["_reject"]:
+            batch["status"] = "failed"
+            batch["errors"] = {"object": "list", "data": [
+                {"code": "invalid_value", "message": "max_tokens is too large", "param": "body.max_tokens",
+                 "line": n} for n in (1, len(lines))]}
+            return
+        keep = self.expire_keep if batch["_expire"] else len(lines)
+        out, err = [], []
+        for n, line in enumerate(lines):
+            if n >= keep:
+                err.append({"id": f"req-{n}", "custom_id": line["custom_id"], "response": None,
+                            "error": {"code": "batch_expired", "message": "expired before it was processed"}})
+            elif self.fail_lines is not None and self.fail_lines(line["body"]):
+                err.append({"id": f"req-{n}", "custom_id": line["custom_id"],
+                            "response": {"status_code": 500, "body": {"error": {"message": "scripted"}}},
+                            "error": None})
+            else:
+                out.append(self._answer_line(n, line))
+        batch["status"] = "expired" if batch["_expire"] else "completed"
+        batch["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(err)}
+        if out:
+            batch["output_file_id"] = self._store("".join(json.dumps(x) + "\n" for x in out).encode())
+        if err:
+            batch["error_file_id"] = self._store("".join(json.dumps(x) + "\n" for x in err).encode())
+
+    def _answer_line(self, n: int, line: dict[str, Any]) -> dict[str, Any]:
+        body = line["body"]
+        messages = body.get("messages") or [{"role": "user", "content": str(body.get("prompt", ""))}]
+        reply = self.responder(messages)
+        fault = reply if isinstance(reply, Fault) else Fault(text=reply)
+        text = fault.text or ""
+        key = request_key(messages)
+        with self._lock:
+            self.completed.append(key)
+        self.batch_lines[line["custom_id"]] += 1
+        usage = {"prompt_tokens": sum(_tokens(m.get("content", "")) for m in messages),
+                 "completion_tokens": _tokens(text)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if "messages" in body:
+            choice = {"index": 0, "finish_reason": fault.finish_reason,
+                      "message": {"role": "assistant", "content": text}}
+            resp = {"id": f"cmpl-{key}", "object": "chat.completion", "model": body.get("model"),
+                    "choices": [choice], "usage": usage}
+        else:
+            resp = {"id": f"cmpl-{key}", "object": "text_completion", "model": body.get("model"), "usage": usage,
+                    "choices": [{"index": 0, "finish_reason": fault.finish_reason, "text": text}]}
+        return {"id": f"req-{n}", "custom_id": line["custom_id"],
+                "response": {"status_code": 200, "request_id": f"r{n}", "body": resp}, "error": None}
+
+    def _store(self, data: bytes) -> str:
+        file_id = self._id("file")
+        self.files[file_id] = data
+        return file_id
+
+    def public(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def listing(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Newest first, `limit` per page, `after` = the last id of the previous page."""
+        limit = int(query.get("limit", ["20"])[0])
+        ids = list(reversed(self.order))
+        after = query.get("after", [None])[0]
+        start = ids.index(after) + 1 if after in ids else 0
+        page = ids[start:start + limit]
+        return {"object": "list", "data": [self.public(self.batches[i]) for i in page],
+                "first_id": page[0] if page else None, "last_id": page[-1] if page else None,
+                "has_more": start + limit < len(ids)}
+
+    # -- HTTP ------------------------------------------------------------------------
+    def _handler_class(self) -> type:
+        base = super()._handler_class()
+        server = self
+
+        class BatchHandler(base):  # type: ignore[misc, valid-type]
+            def do_GET(self) -> None:  # noqa: N802
+                url = urllib.parse.urlparse(self.path)
+                parts = url.path.rstrip("/").split("/")
+                if url.path.startswith("/v1/batches") and server.no_batch_api:
+                    self._json(404, {"error": {"message": "no route", "type": "not_found"}})
+                elif url.path.rstrip("/") == "/v1/batches":
+                    server._record("/v1/batches:list", None)
+                    server._done(None)
+                    self._json(200, server.listing(urllib.parse.parse_qs(url.query)))
+                elif len(parts) == 4 and parts[2] == "batches" and parts[3] in server.batches:
+                    server._record("/v1/batches:retrieve", None)
+                    server._done(None)
+                    server._fire("retrieve")
+                    batch = server.batches[parts[3]]
+                    server._advance(batch)
+                    self._json(200, server.public(batch))
+                elif len(parts) == 5 and parts[2] == "files" and parts[4] == "content" and parts[3] in server.files:
+                    server._record("/v1/files:content", None)
+                    server._done(None)
+                    server._fire("content")
+                    self._send(200, server.files[parts[3]], content_type="application/octet-stream")
+                else:
+                    super().do_GET()
+
+            def do_POST(self) -> None:  # noqa: N802
+                path = self.path.rstrip("/")
+                if path == "/v1/files":
+                    self._upload()
+                elif path.startswith("/v1/batches") and server.no_batch_api:
+                    self._json(404, {"error": {"message": "no route", "type": "not_found"}})
+                elif path == "/v1/batches":
+                    self._create()
+                elif path.startswith("/v1/batches/") and path.endswith("/cancel"):
+                    batch = server.batches[path.split("/")[3]]
+                    if batch["status"] not in ("completed", "failed", "expired"):
+                        batch["status"] = "cancelled"
+                    self._drain()
+                    self._json(200, server.public(batch))
+                else:
+                    super().do_POST()
+
+            def _drain(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _upload(self) -> None:
+                raw = self._drain()
+                server._record("/v1/files", None)
+                server._done(None)
+                server._fire("upload")
+                head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
+                message = BytesParser(policy=policy.default).parsebytes(head + raw)
+                data, purpose, name = b"", "", "upload.jsonl"
+                for part in message.iter_parts():
+                    field = part.get_param("name", header="content-disposition")
+                    if field == "file":
+                        data = part.get_payload(decode=True) or b""
+                        name = part.get_filename() or name
+                    elif field == "purpose":
+                        purpose = (part.get_payload(decode=True) or b"").decode()
+                file_id = server._store(data)
+                self._json(200, {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                                 "filename": name, "purpose": purpose, "status": "processed"})
+
+            def _create(self) -> None:
+                body = json.loads(self._drain() or b"{}")
+                server._record("/v1/batches:create", body)
+                server._done(None)
+                server._fire("create")
+                if body.get("input_file_id") not in server.files:
+                    self._json(400, {"error": {"message": "no such file", "type": "invalid_request_error"}})
+                    return
+                batch = server._create(body)
+                server._fire("created")
+                time.sleep(server.stall_create)
+                self._json(200, server.public(batch))
+
+        return BatchHandler
