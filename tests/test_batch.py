@@ -124,9 +124,9 @@ def test_sigkill_at_each_moment_never_pays_twice(tmp_path: Path, seed: Path, onl
 def test_failed_and_expired_lines_are_resubmitted_alone(tmp_path: Path, seed: Path, online, fake) -> None:
     flaky = {"n": 0}
 
-    def fail_first_three(body: dict) -> bool:
+    def fail_first_three(body: dict) -> bool:  # lines 1-3 of the second batch (the first one expires)
         flaky["n"] += 1
-        return flaky["n"] <= 3
+        return 3 < flaky["n"] <= 6
 
     fake.fail_lines = fail_first_three
     fake.expire_next, fake.expire_keep = True, 3
@@ -134,9 +134,20 @@ def test_failed_and_expired_lines_are_resubmitted_alone(tmp_path: Path, seed: Pa
     assert pipe.run() == 0, pipe.last
     assert pipe.train() == online[0]
     _answered_once(fake, online[1])
-    first, second = (fake.batches[i] for i in fake.order[:2])
+    first, second, third = (fake.batches[i] for i in fake.order[:3])
     assert first["status"] == "expired" and first["request_counts"]["completed"] == 3
-    assert second["request_counts"]["total"] == len(QUESTIONS) - 3, "only the expired lines went again"
+    assert second["request_counts"]["failed"] == 3
+    done1, lost1 = _ids(fake, first["output_file_id"]), _ids(fake, first["error_file_id"])
+    failed2 = _ids(fake, second["error_file_id"])
+    assert len(lost1) == len(QUESTIONS) - 3
+    assert lost1 <= _ids(fake, second["input_file_id"]) and not done1 & _ids(fake, second["input_file_id"]), \
+        "the expired lines went again, the completed ones did not"
+    assert failed2 <= _ids(fake, third["input_file_id"]), "then the failed lines"
+
+
+def _ids(fake: FakeBatchServer, file_id: str | None) -> set[str]:
+    data = fake.files[file_id] if file_id else b""
+    return {json.loads(line)["custom_id"] for line in data.splitlines() if line.strip()}
 
 
 def test_no_batch_api_fails_before_any_paid_call(tmp_path: Path, seed: Path, fake) -> None:

@@ -121,9 +121,11 @@ class Batcher:
         if new:
             await self._submit_all(new)
         jobs = [j for j in self.store.open_jobs(self.endpoint) if j.batch_id]
-        if not self.cfg.batch_wait and jobs:
-            raise BatchesInFlight(f"{len(jobs)} batches in flight; run `dvc repro` again later "
-                                  "(llm.batch_wait is false: nothing was written)")
+        if not self.cfg.batch_wait:  # one look: consume what has ended, leave the rest running
+            jobs = await self._wait(jobs, misses, once=True)
+            if jobs:
+                raise BatchesInFlight(f"{len(jobs)} batches in flight; run `dvc repro` again later "
+                                      "(llm.batch_wait is false: nothing was written)")
         await self._wait(jobs, misses)
 
     async def _submit_all(self, new: dict[str, ChatRequest]) -> None:
@@ -172,8 +174,9 @@ class Batcher:
                               f"set llm.mode: online. {exc.message}") from exc
 
     # -- waiting and consuming ---------------------------------------------------------
-    async def _wait(self, jobs: list[Job], misses: dict[str, ChatRequest]) -> None:
-        """Poll every `llm.batch_poll_s` until all open batches ended; consume each as it ends."""
+    async def _wait(self, jobs: list[Job], misses: dict[str, ChatRequest], once: bool = False) -> list[Job]:
+        """Poll every `llm.batch_poll_s` until all open batches ended (`once`: one look), consuming
+        each as it ends; the batches still running."""
         total = sum(j.lines for j in jobs)
         bar = tqdm(total=total, desc=f"{self.client.stage or 'stage'} batches", unit="req",
                    disable=not self.progress)
@@ -194,10 +197,13 @@ class Batcher:
                 bar.n = min(total, done)
                 bar.set_postfix_str(", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
                 jobs = still
+                if once:
+                    return jobs
                 if jobs:
                     await asyncio.sleep(self.cfg.batch_poll_s)
         finally:
             bar.close()
+        return jobs
 
     async def _consume(self, job: Job, batch: Any, misses: dict[str, ChatRequest]) -> None:
         """Answers into the cache (one transaction), then the job is marked done in the ledger."""
