@@ -1,8 +1,9 @@
 """DVC stage `round@<r>`: one evolution round (its plan file; params `llm` for transport only).
 
 Exit codes: 2 bad input or params, 3 call or dollar budget spent, 4 items failed transiently or
-the endpoint is down, 5 batches still in flight (`llm.batch_wait: false`). In every failing case nothing is written, so DVC records no result and
-the next `dvc repro` runs the round again (answered requests come from the cache).
+the endpoint is down, 5 batches still in flight (`llm.batch_wait: false`). In every failing case
+nothing is written, so DVC records no result and the next `dvc repro` runs the round again
+(answered requests come from the cache).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from evolcoder.evolution.verify import Verifier
 from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.batch import run_passes
 from evolcoder.llm.client import make_client
+from evolcoder.llm.estimate import budget_warning
 
 
 @click.command()
@@ -42,6 +44,9 @@ def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir:
     if is_marker(items):
         raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
     transport = load_section(LLMConfig, "llm", params)
+    warning = budget_warning(plan, items, plan.evolver.llm_config(transport))  # before the first call
+    if warning:
+        click.echo(warning, err=True)
     verifier = None
     if plan.verify is not None:  # before any LLM call: a machine that cannot contain code fails first
         evol = load_section(EvolConfig, "evol", params)

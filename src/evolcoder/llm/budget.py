@@ -34,7 +34,7 @@ class Budget:
     def from_config(cls, cfg: LLMConfig, stage: str = "") -> "Budget | None":
         if cfg.budget_usd is None:
             return None
-        return cls(cfg.budget_usd, require_prices(cfg.provider, cfg.model, cfg.price_per_1k), stage)
+        return cls(cfg.budget_usd, require_prices(cfg.provider, cfg.model, cfg.price_per_1k, cfg.base_url), stage)
 
     def reserve(self, requests: list[ChatRequest], batch: bool = False) -> float:
         """Reserve the worst case of `requests` or stop the stage (exit 3) before they are sent."""

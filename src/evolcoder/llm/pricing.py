@@ -52,19 +52,24 @@ class Prices:
     prompt: float
     completion: float
     source: str
+    batch_factor: float = 1.0  # what the Batch API bills of the online price (OpenAI: half)
 
     def usd(self, prompt_tokens: float, completion_tokens: float, batch: bool = False) -> float:
-        factor = BATCH_DISCOUNT if batch and self.source.startswith("table") else 1.0
+        factor = self.batch_factor if batch else 1.0
         return factor * (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1000.0
 
 
-def prices(provider: str, model: str, configured: dict[str, float] | None) -> Prices | None:
+def prices(provider: str, model: str, configured: dict[str, float] | None, base_url: str | None = None) -> Prices | None:
     """`llm.price_per_1k` if set, else the table's entry for `model`, else None (unknown).
 
-    An in-process model (provider transformers) costs nothing per token.
+    An in-process model (provider transformers) costs nothing per token. The batch discount
+    is OpenAI's: it applies to table prices and to any price when `base_url` is OpenAI's own
+    (null); another endpoint's batches are priced like its online calls.
     """
+    openai_itself = provider == "openai" and not base_url
     if configured:
-        return Prices(configured.get("prompt", 0.0), configured.get("completion", 0.0), "llm.price_per_1k")
+        return Prices(configured.get("prompt", 0.0), configured.get("completion", 0.0), "llm.price_per_1k",
+                      BATCH_DISCOUNT if openai_itself else 1.0)
     if provider == "transformers":
         return Prices(0.0, 0.0, "in-process model")
     name = model.rsplit("/", 1)[-1].lower()
@@ -73,12 +78,13 @@ def prices(provider: str, model: str, configured: dict[str, float] | None) -> Pr
         return None
     best = max(matches, key=len)
     prompt, completion = PRICES_PER_1M[best]
-    return Prices(prompt / 1000.0, completion / 1000.0, f"table {best} ({PRICE_TABLE_DATE})")
+    return Prices(prompt / 1000.0, completion / 1000.0, f"table {best} ({PRICE_TABLE_DATE})", BATCH_DISCOUNT)
 
 
-def require_prices(provider: str, model: str, configured: dict[str, float] | None) -> Prices:
+def require_prices(provider: str, model: str, configured: dict[str, float] | None,
+                   base_url: str | None = None) -> Prices:
     """Prices for a capped stage: an unknown price cannot be capped, so it is a params error."""
-    found = prices(provider, model, configured)
+    found = prices(provider, model, configured, base_url)
     if found is None:
         raise ConfigError(f"params: llm.price_per_1k: no price known for model {model!r} and llm.budget_usd "
                           "is set; give llm.price_per_1k: {prompt: USD, completion: USD} per 1k tokens "
