@@ -419,10 +419,6 @@ def report_cmd(metrics_dir: str, out: str, html: bool) -> None:
             click.echo(f"warning: dvc plots show failed: {proc.stderr.strip()[:300]}", err=True)
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --- cost estimate before any call (issue 20) ---
 
 
@@ -441,3 +437,7 @@ def estimate_cmd(params: str, items: int | None, as_json: bool) -> None:
 
     result = estimate(params, Path(params).resolve().parent, items)
     click.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+
+if __name__ == "__main__":
+    main()
