@@ -236,3 +236,24 @@ class FakeBatchServer(FakeServer):
                 self._json(200, server.public(batch))
 
         return BatchHandler
+
+
+def main() -> None:
+    """`python tests/fakebatch.py --port 0 [--polls N]`: prints `listening on URL` once ready."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="OpenAI-compatible fake server with the Batch API.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per online chat request")
+    parser.add_argument("--polls", type=int, default=1, help="retrieves before a batch ends")
+    args = parser.parse_args()
+    server = FakeBatchServer(latency=args.latency, port=args.port, polls=args.polls)
+    print(f"listening on {server.base_url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
