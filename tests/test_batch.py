@@ -189,3 +189,20 @@ def test_stalled_create_is_adopted_not_resubmitted(tmp_path: Path, seed: Path, o
     _answered_once(fake, online[1])
     creates = fake.count("/v1/batches:create")
     assert creates == len(fake.batches), "every create made exactly one batch"
+
+
+def test_eval_generation_through_batches_equals_online(tmp_path: Path) -> None:
+    """generate.backend openai with llm.mode batch: /v1/completions lines, the same samples as online."""
+    from evolcoder.config import GenerateConfig, LLMConfig
+    from evolcoder.eval.generate import OpenAIBackend, Request
+
+    prompts = [Request(f"def f{i}(x):\n    \"\"\"Return x times {i}.\"\"\"\n", stops=("\ndef ",)) for i in range(6)]
+    settings = GenerateConfig(backend="openai", max_new_tokens=64)
+    with FakeBatchServer() as fake:
+        online = OpenAIBackend(fake.base_url, "served", cache_path=tmp_path / "online.sqlite").generate(prompts, settings)
+        assert fake.count("/v1/completions") == 6
+        batch = OpenAIBackend(fake.base_url, "served", cache_path=tmp_path / "batch.sqlite",
+                              llm=LLMConfig(mode="batch", batch_poll_s=0.05)).generate(prompts, settings)
+        assert fake.count("/v1/completions") == 6, "batch mode made online calls"
+        assert len(fake.batches) == 1 and next(iter(fake.batches.values()))["endpoint"] == "/v1/completions"
+    assert batch == online
