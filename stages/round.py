@@ -22,7 +22,7 @@ from evolcoder.evolution.verify import Verifier
 from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.batch import run_passes
 from evolcoder.llm.client import make_client
-from evolcoder.llm.estimate import budget_warning
+from evolcoder.evolution.estimate import budget_warning
 
 
 @click.command()

@@ -433,7 +433,7 @@ def estimate_cmd(params: str, items: int | None, as_json: bool) -> None:
     round stage and in total; a partly cached run counts only the rest. Calls nothing."""
     import json
 
-    from evolcoder.llm.estimate import estimate, render
+    from evolcoder.evolution.estimate import estimate, render
 
     result = estimate(params, Path(params).resolve().parent, items)
     click.echo(json.dumps(result, indent=2) if as_json else render(result))
