@@ -206,3 +206,9 @@ def test_eval_generation_through_batches_equals_online(tmp_path: Path) -> None:
         assert fake.count("/v1/completions") == 6, "batch mode made online calls"
         assert len(fake.batches) == 1 and next(iter(fake.batches.values()))["endpoint"] == "/v1/completions"
     assert batch == online
+
+
+def test_max_calls_counts_batch_lines(tmp_path: Path, seed: Path, fake) -> None:
+    pipe = Pipeline(tmp_path, seed, _llm(fake.base_url, **BATCH, max_calls=len(QUESTIONS) - 1))
+    assert pipe.run() == 3
+    assert "llm.max_calls" in pipe.last and not fake.batches and fake.count("/v1/files") == 0

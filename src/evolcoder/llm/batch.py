@@ -31,7 +31,7 @@ import openai
 from tqdm import tqdm
 
 from evolcoder.config import LLMConfig
-from evolcoder.errors import BatchesInFlight, ConfigError, EndpointDown
+from evolcoder.errors import BatchesInFlight, BudgetExhausted, ConfigError, EndpointDown
 from evolcoder.llm.base import ChatRequest, Completion, TransientError
 from evolcoder.llm.batchstore import BatchStore, Job, pid_alive
 from evolcoder.llm.cache import CallLog
@@ -130,6 +130,12 @@ class Batcher:
 
     async def _submit_all(self, new: dict[str, ChatRequest]) -> None:
         keys = list(new)
+        limit = self.client.max_calls
+        if limit and self.paid["submitted"] + len(keys) > limit:  # llm.max_calls counts batch lines too
+            raise BudgetExhausted(f"llm.max_calls={limit} paid calls reached in stage {self.client.stage or '?'}: "
+                                  f"{self.paid['submitted']} requests went out in batches and {len(keys)} more are "
+                                  "due; completed requests are cached, re-run with a higher llm.max_calls to continue")
+        self.paid["submitted"] += len(keys)
         lines = [(json.dumps(request_line(k, new[k], self.client.provider), ensure_ascii=False) + "\n").encode()
                  for k in keys]
         max_bytes = int(self.cfg.batch_max_mb * 1_000_000)
