@@ -10,7 +10,7 @@ twice. A batch completes after `polls` retrieves.
 Scripted trouble: `fail_lines` (a predicate on the line's body: that line ends in the error
 file), `expire_next` (the next batch expires after answering only its first `expire_keep` lines),
 `reject_next` (the next batch fails validation, with errors naming line numbers),
-`stall_create` (create the batch, then hold the answer this many seconds) and
+`stall_create` (the next create makes the batch, then holds its answer this many seconds) and
 `hook(moment)` (called in the handler at `upload`, `create`, `created`, `retrieve`,
 `content`: a test SIGKILLs its client there). `no_batch_api` makes /v1/batches a 404.
 """
@@ -159,84 +159,96 @@ class FakeBatchServer(FakeServer):
 
         class BatchHandler(base):  # type: ignore[misc, valid-type]
             def do_GET(self) -> None:  # noqa: N802
-                url = urllib.parse.urlparse(self.path)
-                parts = url.path.rstrip("/").split("/")
-                if url.path.startswith("/v1/batches") and server.no_batch_api:
-                    self._json(404, {"error": {"message": "no route", "type": "not_found"}})
-                elif url.path.rstrip("/") == "/v1/batches":
-                    server._record("/v1/batches:list", None)
-                    server._done(None)
-                    self._json(200, server.listing(urllib.parse.parse_qs(url.query)))
-                elif len(parts) == 4 and parts[2] == "batches" and parts[3] in server.batches:
-                    server._record("/v1/batches:retrieve", None)
-                    server._done(None)
-                    server._fire("retrieve")
-                    batch = server.batches[parts[3]]
-                    server._advance(batch)
-                    self._json(200, server.public(batch))
-                elif len(parts) == 5 and parts[2] == "files" and parts[4] == "content" and parts[3] in server.files:
-                    server._record("/v1/files:content", None)
-                    server._done(None)
-                    server._fire("content")
-                    self._send(200, server.files[parts[3]], content_type="application/octet-stream")
-                else:
+                if not server.route_get(self):
                     super().do_GET()
 
             def do_POST(self) -> None:  # noqa: N802
-                path = self.path.rstrip("/")
-                if path == "/v1/files":
-                    self._upload()
-                elif path.startswith("/v1/batches") and server.no_batch_api:
-                    self._json(404, {"error": {"message": "no route", "type": "not_found"}})
-                elif path == "/v1/batches":
-                    self._create()
-                elif path.startswith("/v1/batches/") and path.endswith("/cancel"):
-                    batch = server.batches[path.split("/")[3]]
-                    if batch["status"] not in ("completed", "failed", "expired"):
-                        batch["status"] = "cancelled"
-                    self._drain()
-                    self._json(200, server.public(batch))
-                else:
+                if not server.route_post(self):
                     super().do_POST()
-
-            def _drain(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _upload(self) -> None:
-                raw = self._drain()
-                server._record("/v1/files", None)
-                server._done(None)
-                server._fire("upload")
-                head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
-                message = BytesParser(policy=policy.default).parsebytes(head + raw)
-                data, purpose, name = b"", "", "upload.jsonl"
-                for part in message.iter_parts():
-                    field = part.get_param("name", header="content-disposition")
-                    if field == "file":
-                        data = part.get_payload(decode=True) or b""
-                        name = part.get_filename() or name
-                    elif field == "purpose":
-                        purpose = (part.get_payload(decode=True) or b"").decode()
-                file_id = server._store(data)
-                self._json(200, {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                                 "filename": name, "purpose": purpose, "status": "processed"})
-
-            def _create(self) -> None:
-                body = json.loads(self._drain() or b"{}")
-                server._record("/v1/batches:create", body)
-                server._done(None)
-                server._fire("create")
-                if body.get("input_file_id") not in server.files:
-                    self._json(400, {"error": {"message": "no such file", "type": "invalid_request_error"}})
-                    return
-                batch = server._create(body)
-                server._fire("created")
-                time.sleep(server.stall_create)
-                self._json(200, server.public(batch))
 
         return BatchHandler
 
+    def _count(self, route: str, body: dict[str, Any] | None = None) -> None:
+        self._record(route, body)
+        self._done(None)
+
+    def route_get(self, h: Any) -> bool:
+        """Batch and file reads; False: not ours (the chat server answers it)."""
+        url = urllib.parse.urlparse(h.path)
+        parts = url.path.rstrip("/").split("/")
+        if url.path.startswith("/v1/batches") and self.no_batch_api:
+            h._json(404, {"error": {"message": "no route", "type": "not_found"}})
+        elif url.path.rstrip("/") == "/v1/batches":
+            self._count("/v1/batches:list")
+            h._json(200, self.listing(urllib.parse.parse_qs(url.query)))
+        elif len(parts) == 4 and parts[2] == "batches" and parts[3] in self.batches:
+            self._count("/v1/batches:retrieve")
+            self._fire("retrieve")
+            batch = self.batches[parts[3]]
+            self._advance(batch)
+            h._json(200, self.public(batch))
+        elif len(parts) == 5 and parts[2] == "files" and parts[4] == "content" and parts[3] in self.files:
+            self._count("/v1/files:content")
+            self._fire("content")
+            h._send(200, self.files[parts[3]], content_type="application/octet-stream")
+        else:
+            return False
+        return True
+
+    def route_post(self, h: Any) -> bool:
+        """Upload, create and cancel; False: not ours."""
+        path = h.path.rstrip("/")
+        if path == "/v1/files":
+            self._upload(h)
+        elif path.startswith("/v1/batches") and self.no_batch_api:
+            h._json(404, {"error": {"message": "no route", "type": "not_found"}})
+        elif path == "/v1/batches":
+            self._create_http(h)
+        elif path.startswith("/v1/batches/") and path.endswith("/cancel"):
+            _drain(h)
+            batch = self.batches[path.split("/")[3]]
+            if batch["status"] not in ("completed", "failed", "expired"):
+                batch["status"] = "cancelled"
+            h._json(200, self.public(batch))
+        else:
+            return False
+        return True
+
+    def _upload(self, h: Any) -> None:
+        raw = _drain(h)
+        self._count("/v1/files")
+        self._fire("upload")
+        head = f"Content-Type: {h.headers['Content-Type']}\r\n\r\n".encode()
+        message = BytesParser(policy=policy.default).parsebytes(head + raw)
+        data, purpose, name = b"", "", "upload.jsonl"
+        for part in message.iter_parts():
+            field = part.get_param("name", header="content-disposition")
+            if field == "file":
+                data = part.get_payload(decode=True) or b""
+                name = part.get_filename() or name
+            elif field == "purpose":
+                purpose = (part.get_payload(decode=True) or b"").decode()
+        file_id = self._store(data)
+        h._json(200, {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                      "filename": name, "purpose": purpose, "status": "processed"})
+
+    def _create_http(self, h: Any) -> None:
+        body = json.loads(_drain(h) or b"{}")
+        self._count("/v1/batches:create", body)
+        self._fire("create")
+        if body.get("input_file_id") not in self.files:
+            h._json(400, {"error": {"message": "no such file", "type": "invalid_request_error"}})
+            return
+        batch = self._create(body)
+        self._fire("created")
+        stall, self.stall_create = self.stall_create, 0.0  # only the next create stalls
+        time.sleep(stall)
+        h._json(200, self.public(batch))
+
+
+def _drain(h: Any) -> bytes:
+    length = int(h.headers.get("Content-Length") or 0)
+    return h.rfile.read(length) if length else b""
 
 def main() -> None:
     """`python tests/fakebatch.py --port 0 [--polls N]`: prints `listening on URL` once ready."""
