@@ -46,6 +46,7 @@ class FakeBatchServer(FakeServer):
         self.reject_next = False
         self.stall_create = 0.0
         self.no_batch_api = False
+        self.page_size = 100  # the most batches one list page holds, whatever `limit` asks
         self.hook: Callable[[str], None] | None = None
         self._seq = 0
         self._block = threading.Lock()
@@ -143,7 +144,7 @@ class FakeBatchServer(FakeServer):
 
     def listing(self, query: dict[str, list[str]]) -> dict[str, Any]:
         """Newest first, `limit` per page, `after` = the last id of the previous page."""
-        limit = int(query.get("limit", ["20"])[0])
+        limit = min(int(query.get("limit", ["20"])[0]), self.page_size)
         ids = list(reversed(self.order))
         after = query.get("after", [None])[0]
         start = ids.index(after) + 1 if after in ids else 0

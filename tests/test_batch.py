@@ -211,3 +211,38 @@ def test_max_calls_counts_batch_lines(tmp_path: Path, seed: Path, fake) -> None:
     pipe = Pipeline(tmp_path, seed, _llm(fake.base_url, **BATCH, max_calls=len(QUESTIONS) - 1))
     assert pipe.run() == 3
     assert "llm.max_calls" in pipe.last and not fake.batches and fake.count("/v1/files") == 0
+
+
+def test_reconcile_reads_every_page_of_batches_list(tmp_path: Path, fake) -> None:
+    """An orphan on the last page of `batches.list` is still found and adopted."""
+    import asyncio
+
+    from evolcoder.config import LLMConfig
+    from evolcoder.llm.batch import Batcher
+    from evolcoder.llm.batchstore import BatchStore
+    from evolcoder.llm.client import make_client
+
+    fake.page_size = 2
+    cfg = LLMConfig(provider="openai", model="fake", base_url=fake.base_url, cache=str(tmp_path / "c.sqlite"),
+                    mode="batch")
+    orphan = fake._create({"input_file_id": fake._store(b""), "endpoint": "/v1/chat/completions",
+                           "metadata": {"evolcoder_tag": "evolcoder-orphan"}})
+    for _ in range(5):  # newer batches push the orphan to the third page
+        fake._create({"input_file_id": fake._store(b""), "endpoint": "/v1/chat/completions", "metadata": {}})
+
+    async def go() -> None:
+        client = make_client(cfg, stage="t")
+        async with client:
+            batcher = Batcher(client, cfg, progress=False)
+            batcher.store.record_intent("evolcoder-orphan", endpoint=batcher.endpoint, stage="t", model="fake",
+                                        url="/v1/chat/completions", sha256="0", nbytes=0, keys=["k"],
+                                        reserved_usd=0.0)
+            with batcher.store._tx():  # as if written by a process that has died since
+                batcher.store._db.execute("UPDATE batch_jobs SET pid=NULL")
+            await batcher.reconcile()
+            batcher.close()
+
+    asyncio.run(go())
+    store = BatchStore(tmp_path / "c.sqlite")
+    [job] = [j for j in store.open_jobs(f"{fake.base_url}|openai:fake")]
+    assert job.batch_id == orphan["id"] and fake.count("/v1/batches:list") == 3
