@@ -14,7 +14,8 @@ import click
 from _common import stage_main
 
 from evolcoder.config import EvolConfig, LLMConfig, load_section
-from evolcoder.errors import DataError, RoundIncomplete
+from evolcoder.errors import BudgetExhausted, DataError, RoundIncomplete
+from evolcoder.evolution.estimate import budget_warning, rest_of_round
 from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
 from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.rounds import RoundRunner
@@ -22,7 +23,6 @@ from evolcoder.evolution.verify import Verifier
 from evolcoder.jsonio import read_jsonl
 from evolcoder.llm.batch import run_passes
 from evolcoder.llm.client import make_client
-from evolcoder.evolution.estimate import budget_warning
 
 
 @click.command()
@@ -55,6 +55,14 @@ def main(params: str, plan_path: str, prev: str, model_dir: str | None, out_dir:
                    f"{verifier.containment}")
     try:
         asyncio.run(_run(plan, transport, items, model_dir, out_dir, progress, verifier))
+    except BudgetExhausted as exc:
+        if transport.budget_usd is None:
+            raise
+        if "llm.budget_usd=" not in str(exc):
+            raise
+        rest = rest_of_round(plan, items, plan.evolver.llm_config(transport))  # from the cache: exact to date
+        head = str(exc).split(f"; round {plan.round}: ", 1)[0]  # the round's own hint names llm.max_calls
+        raise BudgetExhausted(f"{head} {rest}".strip()) from exc
     finally:
         if verifier is not None:
             verifier.close()

@@ -74,6 +74,8 @@ def test_budget_stops_at_the_cap_exit_3_nothing_written(tmp_path: Path, seed: Pa
         assert pipe.run() == 3, pipe.last
         assert "llm.budget_usd=0.05" in pipe.last and "spent $" in pipe.last and "could cost up to" in pipe.last
         assert "exceeds llm.budget_usd" in pipe.last, "the upper bound was announced before the first call"
+        assert "The rest of round 1" in pipe.last and "would cost about $" in pipe.last
+        print("\n" + pipe.last)
         assert not (tmp_path / "data/rounds/r1/stats.json").exists()
         spent = _paid_usd(tmp_path / "cache.sqlite", "round@1")
         assert 0 < spent <= 0.05, spent

@@ -130,18 +130,34 @@ def _scaled(records: list[dict[str, Any]], items: int | None) -> list[dict[str, 
 
 
 async def _dry_pass(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig, cache_path: str,
-                    provider_name: str) -> tuple[list[Any], dict[str, ChatRequest], int]:
-    """The round's own logic over the cache: outcomes, the parked requests, and cache hits."""
+                    provider_name: str) -> tuple[dict[str, ChatRequest], int]:
+    """The round's own logic over the cache: the parked requests and the cache hits.
+
+    Verification is left out of the pass (it would run model code); the test-writing request
+    of each item that got this far is built by the round's own `_request` and looked up.
+    """
     from evolcoder.evolution.rounds import RoundRunner
 
     cache = CompletionCache(Path(cache_path))
     client = LLMClient(_NoCalls(provider_name, llm.model), cache, concurrency=llm.concurrency)
     client.deferring = Deferrals()
     try:
-        result = await RoundRunner(dataclasses.replace(plan, verify=None), client).run(items, progress=False)
+        runner = RoundRunner(dataclasses.replace(plan, verify=None), client)
+        result = await runner.run(items, progress=False)
+        misses, hits = client.deferring.misses, int(client.usage()["cache_hits"])
+        for outcome in result.outcomes if plan.verify is not None else []:
+            if outcome.status != "kept":
+                continue
+            request = runner._request(tests_prompt(plan.verify.tests_template, outcome.evolved_instruction or ""),
+                                      outcome.item["id"], "tests")
+            key = request.cache_key(provider_name, llm.model)
+            if cache.get(key) is None:
+                misses[key] = request
+            else:
+                hits += 1
     finally:
         cache.close()
-    return result.outcomes, client.deferring.misses, int(client.usage()["cache_hits"])
+    return misses, hits
 
 
 def estimate_round(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig, cache_path: str,
@@ -174,7 +190,7 @@ def estimate_round(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig,
         est.notes.append(f"input pool not made yet: {len(items)} items with questions of ~{int(question_tokens)} tokens")
         return est
     provider = "openai" if llm.provider == "openai" else "transformers"
-    outcomes, misses, hits = asyncio.run(_dry_pass(plan, items, llm, cache_path, provider))
+    misses, hits = asyncio.run(_dry_pass(plan, items, llm, cache_path, provider))
     est.cached_requests = hits
     evolve_keys = {k for k, r in misses.items() if r.messages[-1][1].startswith(plan.template.split("{", 1)[0][:40])}
     for key, request in misses.items():
@@ -182,8 +198,10 @@ def estimate_round(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig,
     evolving = len(evolve_keys)
     question = sum(count_tokens(m.messages[-1][1], llm.model) for k, m in misses.items() if k in evolve_keys)
     after_evolve(evolving, question / max(1, evolving), top)
-    if verify:  # items parked at the answer still need their tests and re-answers
-        later = len(misses) - evolving
+    tests_start = tests_prompt(verify.tests_template, "")[:40] if verify else None
+    if verify:  # items parked at the answer (or judge) still need their tests
+        later = sum(1 for k, r in misses.items() if k not in evolve_keys
+                    and not r.messages[-1][1].startswith(tests_start))
         est.add(later, later * (tests_fixed + e), later * (tests_fixed + top + 16), later * e, later * top)
     return est
 
@@ -269,3 +287,18 @@ def budget_warning(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig)
     return (f"round {plan.round}: the upper bound of what is still to pay (${upper:.4f}; expected ${expected:.4f}, "
             f"{est.requests} requests) exceeds llm.budget_usd={llm.budget_usd:g}: the round may stop at the cap "
             "(exit 3) with what was paid cached")
+
+
+def rest_of_round(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig) -> str:
+    """After a dollar-cap stop: what the rest of the round would cost (the cache holds what was paid)."""
+    price = prices(llm.provider, llm.model, llm.price_per_1k, llm.base_url)
+    path = cache_location(llm)
+    completion, _ = expected_completion(path, llm.provider, llm.model, llm.max_tokens)
+    est = estimate_round(plan, items, llm, path, completion)
+    est.price(price)
+    batch = llm.mode == "batch"
+    expected, upper = (est.usd_batch, est.usd_batch_upper) if batch else (est.usd, est.usd_upper)
+    if expected is None:
+        return ""
+    return (f"The rest of round {plan.round} ({est.requests} requests) would cost about ${expected:.4f} "
+            f"(at most ${upper:.4f}).")

@@ -69,4 +69,4 @@ class Budget:
         return (f"llm.budget_usd={self.cap_usd:g} reached in stage {self.stage or '?'}: spent ${self.spent_usd:.4f} "
                 f"on {self.paid_requests} requests (${self.reserved_usd:.4f} more reserved in flight); {what} "
                 f"could cost up to ${need:.4f} ({self.price.source}). Nothing was written; every answered "
-                "request is cached. `evolcoder estimate` prices the rest; raise llm.budget_usd and re-run.")
+                "request is cached; raise llm.budget_usd and re-run to continue.")
