@@ -18,6 +18,7 @@ file), `expire_next` (the next batch expires after answering only its first `exp
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -50,6 +51,13 @@ class FakeBatchServer(FakeServer):
         self.hook: Callable[[str], None] | None = None
         self._seq = 0
         self._block = threading.Lock()
+        loud = self._httpd.handle_error
+
+        def quiet(request: Any, address: Any) -> None:  # a SIGKILLed client leaves a broken pipe behind
+            if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                loud(request, address)
+
+        self._httpd.handle_error = quiet  # type: ignore[method-assign]
 
     # -- batch machinery -----------------------------------------------------------
     def _id(self, prefix: str) -> str:
