@@ -246,3 +246,14 @@ def test_reconcile_reads_every_page_of_batches_list(tmp_path: Path, fake) -> Non
     store = BatchStore(tmp_path / "c.sqlite")
     [job] = [j for j in store.open_jobs(f"{fake.base_url}|openai:fake")]
     assert job.batch_id == orphan["id"] and fake.count("/v1/batches:list") == 3
+
+
+def test_a_line_that_always_fails_is_retried_max_attempts_then_fails_the_round(tmp_path: Path, seed: Path,
+                                                                               fake) -> None:
+    doomed = QUESTIONS[0]
+    fake.fail_lines = lambda body: doomed in json.dumps(body)
+    pipe = Pipeline(tmp_path, seed, _llm(fake.base_url, **BATCH, max_attempts=2))
+    assert pipe.run() == 4, pipe.last
+    assert "batch_failed" in pipe.last and not (tmp_path / "data/rounds/r1/stats.json").exists()
+    tries = sum(doomed in fake.files[b["input_file_id"]].decode() for b in fake.batches.values())
+    assert tries == 2, "one line, sent max_attempts times, then given up"

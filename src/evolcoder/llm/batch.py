@@ -222,15 +222,12 @@ class Batcher:
         if batch.error_file_id:
             failed.update(self._parse(await self._content(batch.error_file_id))[1])
         self._store_answers(job, answers, misses)
-        for key, error in failed.items():
-            if key not in answers:
-                self.failures[key] += 1
-                if self.failures[key] >= self.cfg.max_attempts:
-                    self.given_up[key] = error
         missing = {k: f"batch {batch.status} before answering" for k in keys if k not in answers and k not in failed}
-        self.store.finish(job.tag, batch.status, set(answers), {**failed, **missing})
-        for key in missing:
+        for key, error in {**failed, **missing}.items():  # resubmitted alone by a later pass, within max_attempts
             self.failures[key] += 1
+            if self.failures[key] >= self.cfg.max_attempts:
+                self.given_up[key] = error
+        self.store.finish(job.tag, batch.status, set(answers), {**failed, **missing})
 
     async def _content(self, file_id: str) -> bytes:
         response = await self.api.files.content(file_id)
