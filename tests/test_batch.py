@@ -257,3 +257,31 @@ def test_a_line_that_always_fails_is_retried_max_attempts_then_fails_the_round(t
     assert "batch_failed" in pipe.last and not (tmp_path / "data/rounds/r1/stats.json").exists()
     tries = sum(doomed in fake.files[b["input_file_id"]].decode() for b in fake.batches.values())
     assert tries == 2, "one line, sent max_attempts times, then given up"
+
+
+@pytest.mark.slow
+def test_under_dvc_batch_wait_false_records_nothing_then_repro_completes(tmp_path: Path, seed: Path, online,
+                                                                        fake) -> None:
+    """`dvc repro` with batch_wait false fails (exit 5 in the stage), dvc.lock records no round;
+    a later `dvc repro` consumes the batches already made and finishes with the online bytes."""
+    from dvcproject import make_project, out, sh
+    from test_faults import _params
+
+    fake.polls = 1000  # the batches stay in progress until the test lets them finish
+    project = make_project(tmp_path, _params(seed, _llm(fake.base_url, **BATCH, batch_wait=False)))
+    first = sh(project, "dvc", "repro", "merge", check=False)
+    assert first.returncode != 0 and "batches in flight; run `dvc repro` again later" in out(first)
+    lock = project / "dvc.lock"
+    assert not lock.exists() or "round@1" not in lock.read_text()
+    made = len(fake.batches)
+    assert made >= 1
+    fake.polls = 1
+    for batch in fake.batches.values():
+        batch["_polls"] = 0
+    for _ in range(8):
+        again = sh(project, "dvc", "repro", "merge", check=False)
+        if again.returncode == 0:
+            break
+        assert "batches in flight" in out(again), out(again)
+    assert (project / "data/train/train.jsonl").read_bytes() == online[0]
+    _answered_once(fake, online[1])
