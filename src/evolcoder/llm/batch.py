@@ -162,14 +162,19 @@ class Batcher:
         self.batches += 1
 
     async def _find_created(self, tag: str) -> Any:
-        """After a create whose answer was lost: the batch if the provider made it, else one new create."""
+        """After a create whose answer was lost: the batch, if the provider made it.
+
+        Never a second create here: if the batch does not show up, the stage stops, and the
+        next run's reconciliation decides (adopt it if it appeared by then, else resubmit).
+        """
         for _ in range(3):
             for b in await self._list_all():
                 if (b.metadata or {}).get(TAG_KEY) == tag:
                     return b
             await asyncio.sleep(min(5.0, self.cfg.batch_poll_s))
-        raise TransientError(f"batches.create for {tag} got no answer and no batch with that tag exists; "
-                             "a re-run resubmits it", cause="timeout")
+        raise EndpointDown(f"batches.create at {self.client.endpoint} for {tag} got no answer and no batch with "
+                           "that tag is listed; nothing was written. A re-run adopts the batch if it appears, "
+                           "else submits the requests again")
 
     async def _call(self, coro: Awaitable[Any], what: str) -> Any:
         try:
