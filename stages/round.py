@@ -1,8 +1,9 @@
 """DVC stage `round@<r>`: one evolution round (its plan file; params `llm` and `sandbox`: transport only).
 
-Exit codes: 2 bad input or params, 3 call budget spent, 4 items failed transiently or the
-endpoint is down. In every failing case nothing is written, so DVC records no result and
-the next `dvc repro` runs the round again (answered requests come from the cache).
+Exit codes: 2 bad input or params, 3 call or dollar budget spent, 4 items failed transiently or
+the endpoint is down, 5 batches still in flight (`llm.batch_wait: false`). In every failing case
+nothing is written, so DVC records no result and the next `dvc repro` runs the round again
+(answered requests come from the cache).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from dvcproject import REPO, default_params, make_project, out, ran, sh
 
 

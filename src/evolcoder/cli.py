@@ -443,5 +443,25 @@ def report_cmd(metrics_dir: str, out: str, html: bool) -> None:
             click.echo(f"warning: dvc plots show failed: {proc.stderr.strip()[:300]}", err=True)
 
 
+# --- cost estimate before any call (issue 20) ---
+
+
+@main.command("estimate")
+@click.option("--params", default="params.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="The params to price, as they stand.")
+@click.option("--items", type=int, default=None,
+              help="Price this many seed items (cycling through the readable ones), e.g. 20000 for Code Alpaca.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def estimate_cmd(params: str, items: int | None, as_json: bool) -> None:
+    """Requests, prompt and completion tokens and dollars (online and batch) still to pay, per
+    round stage and in total; a partly cached run counts only the rest. Calls nothing."""
+    import json
+
+    from evolcoder.evolution.estimate import estimate, render
+
+    result = estimate(params, Path(params).resolve().parent, items)
+    click.echo(json.dumps(result, indent=2) if as_json else render(result))
+
+
 if __name__ == "__main__":
     main()

@@ -183,6 +183,23 @@ class LLMTransport(Section):
     max_failed_fraction: float = F(
         0.0, "Share of a round's items that may fail transiently (after retries) with the round still "
         "written as done; 0 = any such failure fails the round so a re-run retries it.", ge=0, lt=1)
+    mode: Literal["online", "batch"] = F(
+        "online", "`online`: one live chat call per request; `batch`: the round stage (and eval generation "
+        "through the OpenAI-compatible backend) submits its uncached requests through the endpoint's "
+        "Batch API (/v1/files + /v1/batches: OpenAI bills half, answers within 24 h). Same cache "
+        "keys, so the data are byte-identical either way and a run can switch modes half-way.")
+    batch_poll_s: float = F(30.0, "Batch mode: seconds between polls of in-flight batches.", gt=0)
+    batch_wait: bool = F(
+        True, "Batch mode: wait for the batches to finish. false: submit, write nothing and exit 5 "
+        "(\"N batches in flight; run `dvc repro` again later\").")
+    batch_max_requests: int = F(50000, "Batch mode: requests per batch file (OpenAI's limit: 50,000).",
+                                ge=1, le=50000)
+    batch_max_mb: float = F(200.0, "Batch mode: size of one batch input file in MB (OpenAI's limit: 200).",
+                            gt=0, le=200)
+    budget_usd: float | None = F(
+        None, "Hard cap in USD on what one stage may spend on new (uncached) calls; the worst case of "
+        "each request (prompt-token bound + max_tokens) is reserved before it is sent. "
+        "null = no cap. Needs a known price (built-in table or llm.price_per_1k).", ge=0)
 
 
 class LLMConfig(LLMTransport, EvolverConfig):

@@ -66,3 +66,14 @@ class RoundIncomplete(EvolcoderError, RuntimeError):
 
     exit_code = 4
     label = "incomplete"
+
+
+class BatchesInFlight(EvolcoderError, RuntimeError):
+    """`llm.batch_wait: false`: batches were submitted (or are still running) and nothing is written.
+
+    Its own exit code (5) lets a wrapper tell "come back later" from a failure; DVC records
+    nothing, so the next `dvc repro` consumes the finished batches from where this one left.
+    """
+
+    exit_code = 5
+    label = "waiting"

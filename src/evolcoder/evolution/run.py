@@ -11,12 +11,14 @@ import asyncio
 from collections.abc import Callable
 
 from evolcoder.config import LLMTransport, SandboxConfig
-from evolcoder.errors import DataError, RoundIncomplete
+from evolcoder.errors import BudgetExhausted, DataError, RoundIncomplete
+from evolcoder.evolution.estimate import budget_warning, rest_of_round
 from evolcoder.evolution.outputs import is_marker, write_inactive, write_round
 from evolcoder.evolution.plan import RoundPlan
 from evolcoder.evolution.rounds import RoundResult, RoundRunner
 from evolcoder.evolution.verify import Verifier
 from evolcoder.jsonio import read_jsonl
+from evolcoder.llm.batch import run_passes
 from evolcoder.llm.client import make_client
 
 
@@ -30,12 +32,17 @@ def run_round(plan: RoundPlan, prev: str, transport: LLMTransport, sandbox: Sand
     items = [record for _, record in read_jsonl(prev)]
     if is_marker(items):
         raise DataError(f"{prev}:1: previous round is inactive but round {plan.round} is active")
+    warning = budget_warning(plan, items, plan.evolver.llm_config(transport))  # before the first call
+    if warning:
+        echo(warning)
     verifier = None
     if plan.verify is not None:
         verifier = Verifier.start(plan.verify, sandbox.verify_workers, sandbox.unsafe_rlimits_only)
         echo(f"round {plan.round}: verifying answers ({plan.verify.mode}) in the sandbox: {verifier.containment}")
     try:
         result = asyncio.run(_evolve(plan, transport, items, model_dir, progress, verifier))
+    except BudgetExhausted as exc:
+        raise _dollar_stop(exc, plan, items, transport) from exc
     finally:
         if verifier is not None:
             verifier.close()
@@ -54,9 +61,20 @@ async def _evolve(plan: RoundPlan, transport: LLMTransport, items: list, model_d
     client = make_client(llm, stage=f"round@{plan.round}",
                          model_path=model_dir if llm.provider == "transformers" else None)
     try:
-        return await RoundRunner(plan, client, verifier).run(items, progress=progress)
+        runner = RoundRunner(plan, client, verifier)
+        return await run_passes(client, llm, lambda: runner.run(items, progress=progress), progress)
     finally:
         await client.aclose()
+
+
+def _dollar_stop(exc: BudgetExhausted, plan: RoundPlan, items: list, transport: LLMTransport) -> BudgetExhausted:
+    """A dollar-cap stop says what the rest of the round would cost (priced from the cache, so
+    exact to date) instead of the call budget's hint; a call-budget stop passes unchanged."""
+    if transport.budget_usd is None or "llm.budget_usd=" not in str(exc):
+        return exc
+    rest = rest_of_round(plan, items, plan.evolver.llm_config(transport))
+    head = str(exc).split(f"; round {plan.round}: ", 1)[0]  # the round's own hint names llm.max_calls
+    return BudgetExhausted(f"{head} {rest}".strip())
 
 
 def summary(stats: dict) -> list[str]:

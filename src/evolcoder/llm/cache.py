@@ -124,6 +124,15 @@ _UPSERT = ("INSERT INTO completions VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) 
            "finish_reason=excluded.finish_reason, created=excluded.created WHERE trim(completions.text, " + _BLANK + ") = ''")
 
 
+def request_json(request: ChatRequest) -> str:
+    """The request as the `completions.request` column stores it."""
+    fields: dict[str, Any] = {"messages": [list(m) for m in request.messages], "temperature": request.temperature,
+                              "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed}
+    if request.stop:
+        fields["stop"] = list(request.stop)
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True)
+
+
 class CompletionCache:
     """One connection per process, guarded by a lock so worker threads may share it."""
 
@@ -154,16 +163,20 @@ class CompletionCache:
         if not completion.text.strip():
             self.log(log)
             return
-        fields = {"messages": [list(m) for m in request.messages], "temperature": request.temperature,
-                  "top_p": request.top_p, "max_tokens": request.max_tokens, "seed": request.seed}
-        if request.stop:
-            fields["stop"] = list(request.stop)
-        req = json.dumps(fields, ensure_ascii=False, sort_keys=True)
+        req = request_json(request)
         with self._lock:
             self._write(lambda db: db.execute(
                 _UPSERT,
                 (key, provider, model, req, completion.text, completion.prompt_tokens,
                  completion.completion_tokens, completion.finish_reason, time.time())), log)
+
+    def put_many(self, rows: list[tuple[str, str, str, ChatRequest, Completion]], logs: list[CallLog]) -> None:
+        """Store many paid completions (a downloaded batch) in one transaction; empty texts are skipped."""
+        values = [(key, provider, model, request_json(request), c.text, c.prompt_tokens, c.completion_tokens,
+                   c.finish_reason, time.time()) for key, provider, model, request, c in rows if c.text.strip()]
+        with self._lock:
+            self._write(lambda db: (db.executemany(_UPSERT, values),
+                                    db.executemany(_INSERT_CALL, [entry.row() for entry in logs])), None)
 
     def log(self, entry: CallLog, *, defer: bool = False) -> None:
         """Record a call; `defer` buffers it until the next commit (used for free cache hits)."""

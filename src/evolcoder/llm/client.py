@@ -34,7 +34,9 @@ from evolcoder.config import LLMConfig
 from evolcoder.errors import BudgetExhausted, ConfigError, LLMError
 from evolcoder.llm.base import (TRANSPORT_CAUSES, ChatRequest, Completion, EndpointDown, PermanentError, Provider,
                                 RequestFailed, TransientError)
+from evolcoder.llm.budget import Budget
 from evolcoder.llm.cache import CallLog, CompletionCache
+from evolcoder.llm.defer import Deferrals
 
 __all__ = ["BudgetExhausted", "CallResult", "EndpointDown", "LLMClient", "LLMError", "RequestFailed",
            "estimate_cost", "make_client", "price_for"]
@@ -78,6 +80,8 @@ class LLMClient:
         self._usage: dict[str, Any] = {"requests": 0, "cache_hits": 0, "prompt_tokens": 0,
                                        "completion_tokens": 0, "failures": 0, "retries": 0}
         self._causes: dict[str, Counter[str]] = {"failures": Counter(), "retries": Counter()}
+        self.budget: Budget | None = None  # llm.budget_usd: reserve the worst case before each call
+        self.deferring: Deferrals | None = None  # batch mode: park misses instead of calling
 
     @property
     def endpoint(self) -> str:
@@ -90,6 +94,8 @@ class LLMClient:
         hit = self.cache.get(key)
         if hit is not None:
             return self._hit(key, hit, start)
+        if self.deferring is not None:
+            raise self.deferring.defer(key, request)
         shared = self._inflight.get(key)
         if shared is not None:
             result = await asyncio.shield(shared)
@@ -131,8 +137,16 @@ class LLMClient:
                 raise BudgetExhausted(
                     f"llm.max_calls={self.max_calls} paid calls reached in stage {self.stage or '?'}; "
                     "completed requests are cached, re-run with a higher llm.max_calls to continue")
+            reserved = self.budget.reserve([request]) if self.budget is not None else 0.0
             self._usage["requests"] += 1
-            completion, attempts, retries = await self._attempts(key, request, began)
+            try:
+                completion, attempts, retries = await self._attempts(key, request, began)
+            except BaseException:
+                if self.budget is not None:
+                    self.budget.release(reserved)
+                raise
+            if self.budget is not None:
+                self.budget.settle(reserved, [completion])
         latency = time.perf_counter() - began
         self._answered += 1
         self._failed_in_a_row = 0
@@ -322,6 +336,12 @@ def make_client(cfg: LLMConfig, *, stage: str = "", cache_path: str | None = Non
     except BaseException:
         cache.close()
         raise
-    return LLMClient(backend, cache, concurrency=cfg.concurrency, max_attempts=cfg.max_attempts,
-                     max_calls=cfg.max_calls, stage=stage, price_per_1k=cfg.price_per_1k,
-                     backoff_s=cfg.backoff_s, max_consecutive_failures=cfg.max_consecutive_failures)
+    client = LLMClient(backend, cache, concurrency=cfg.concurrency, max_attempts=cfg.max_attempts,
+                       max_calls=cfg.max_calls, stage=stage, price_per_1k=cfg.price_per_1k,
+                       backoff_s=cfg.backoff_s, max_consecutive_failures=cfg.max_consecutive_failures)
+    try:
+        client.budget = Budget.from_config(cfg, stage)
+    except BaseException:
+        cache.close()
+        raise
+    return client

@@ -60,7 +60,25 @@ class OpenAIBackend:
 
     def generate(self, requests: Sequence[Request], cfg: GenerateConfig, *, done: Done | None = None,
                  on_batch: OnBatch | None = None) -> list[list[Generation]]:
+        if self.llm.mode == "batch":  # llm.mode: batch: the same requests through /v1/batches
+            return asyncio.run(self._generate_batched(requests, cfg, done, on_batch))
         return asyncio.run(self._generate(requests, cfg, done, on_batch))
+
+    async def _generate_batched(self, requests: Sequence[Request], cfg: GenerateConfig, done: Done | None,
+                                on_batch: OnBatch | None) -> list[list[Generation]]:
+        """Passes over the cache, buying each pass's misses as batches (`llm.batch.run_passes`)."""
+        from evolcoder.llm.batch import run_passes
+        from evolcoder.llm.defer import Deferred
+
+        async def one_pass() -> list[list[Generation]] | None:
+            try:
+                return await self._generate(requests, cfg, done, on_batch, client)
+            except Deferred:
+                return None  # the misses are parked in the client: run_passes buys them
+
+        client = self._client()
+        async with client:
+            return await run_passes(client, self.llm, one_pass, self.progress)  # type: ignore[return-value]
 
     def _client(self) -> Any:
         from evolcoder.llm.client import make_client
@@ -73,7 +91,7 @@ class OpenAIBackend:
                            cache_path=str(self.cache_path), provider=provider)
 
     async def _generate(self, requests: Sequence[Request], cfg: GenerateConfig, done: Done | None,
-                        on_batch: OnBatch | None) -> list[list[Generation]]:
+                        on_batch: OnBatch | None, shared: Any = None) -> list[list[Generation]]:
         from tqdm import tqdm
 
         todo = [i for i in range(len(requests)) if done is None or not done(i)]
@@ -88,16 +106,21 @@ class OpenAIBackend:
                 on_batch([(i, results[i])])
             bar.update(1)
 
-        client = self._client()
+        client = shared or self._client()
         try:
-            async with client:
+            if shared is not None:  # a batch pass: the caller owns (and closes) the client
                 outcomes = await asyncio.gather(*(one(i) for i in todo), return_exceptions=True)
                 self.usage = client.usage()
+            else:
+                async with client:
+                    outcomes = await asyncio.gather(*(one(i) for i in todo), return_exceptions=True)
+                    self.usage = client.usage()
         finally:
             bar.close()
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:  # every other request has finished (and is cached) by now
-            raise next((e for e in errors if isinstance(e, EvolcoderError)), errors[0])
+            real = [e for e in errors if type(e).__name__ != "Deferred"]  # batch mode: parked, not failed
+            raise next((e for e in real if isinstance(e, EvolcoderError)), real[0] if real else errors[0])
         return results
 
     async def _sample(self, client: Any, request: Request, cfg: GenerateConfig, index: int) -> Generation:
