@@ -479,7 +479,7 @@ class GenerateConfig:
     temperature: float = _help("0 = greedy decoding (the paper's pass@1); > 0 samples.", 0.0)
     top_p: float = _help("Nucleus top_p when sampling (WizardCoder: 0.95).", 0.95)
     max_new_tokens: int = _help("Max new tokens per sample (WizardCoder: 2048).", 128)
-    batch_size: int = _help("Prompts per batch (hf); rows = batch_size x n.", 16)
+    batch_size: int = _help("Prompts per batch (hf); rows = batch_size x n.", 32)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = _help(
         "Weights dtype (hf/vllm). `auto`: bfloat16 where the hardware has it natively (AVX512-BF16/AMX "
         "CPUs, bf16 GPUs), else float32 on CPU and float16 on GPU. The resolved dtype is recorded in "
