@@ -12,9 +12,8 @@ import click
 from _common import stage_main
 
 from evolcoder.config import SeedConfig, load_section
-from evolcoder.dataset.seed import fingerprint, snapshot_hint
+from evolcoder.dataset.seed import fingerprint, load_seed, snapshot_hint
 from evolcoder.jsonio import write_json, write_jsonl
-from evolcoder.dataset.seed import load_seed
 
 
 @click.command()
