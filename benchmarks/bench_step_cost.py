@@ -19,21 +19,31 @@ import click
 from bench_generate import _default_model, _smoke_model
 
 
+def _cache(out):
+    """The KV cache of a forward pass, under either attribute name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _time_steps(gen, rows: int, steps: int) -> tuple[float, float]:
     """Wall and CPU seconds of `steps` cached decode steps for `rows` identical short prompts."""
     import torch
 
+    import inspect
+
+    # transformers 5 renames `past_key_values` to `cache`; use whichever this model takes.
+    kw = "cache" if "cache" in inspect.signature(gen.lm.forward).parameters else "past_key_values"
     enc = gen.tokenizer(["def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\"\n"] * rows,
                         return_tensors="pt").to(gen.device)
     with torch.inference_mode():
         out = gen.lm(**enc, use_cache=True)
-        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        cache, token = _cache(out), out.logits[:, -1:].argmax(-1)
         mask = enc["attention_mask"]
         wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             mask = torch.cat([mask, mask.new_ones((rows, 1))], dim=1)
-            out = gen.lm(input_ids=token, attention_mask=mask, past_key_values=cache, use_cache=True)
-            cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            out = gen.lm(input_ids=token, attention_mask=mask, use_cache=True, **{kw: cache})
+            cache, token = _cache(out), out.logits[:, -1:].argmax(-1)
         return time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -196,8 +196,8 @@ def test_eval_generation_through_batches_equals_online(tmp_path: Path) -> None:
     from evolcoder.eval.generate import OpenAIBackend, Request
 
     prompts = [Request(f"def f{i}(x):\n    \"\"\"Return x times {i}.\"\"\"\n", stops=("\ndef ",)) for i in range(6)]
-    settings = GenerateConfig(backend="openai", max_new_tokens=64)
     with FakeBatchServer() as fake:
+        settings = GenerateConfig(backend="openai", base_url=fake.base_url, max_new_tokens=64)
         online = OpenAIBackend(fake.base_url, "served", cache_path=tmp_path / "online.sqlite").generate(prompts, settings)
         assert fake.count("/v1/completions") == 6
         batch = OpenAIBackend(fake.base_url, "served", cache_path=tmp_path / "batch.sqlite",

@@ -344,7 +344,7 @@ class GenerateConfig(Section):
     temperature: float = F(0.0, "0 = greedy decoding (the paper's pass@1); > 0 samples.", ge=0, le=2)
     top_p: Share = F(0.95, "Nucleus top_p when sampling (WizardCoder: 0.95).")
     max_new_tokens: int = F(128, "Max new tokens per sample (WizardCoder: 2048).", ge=1)
-    batch_size: int = F(16, "Prompts per batch (hf); rows = batch_size x n.", ge=1)
+    batch_size: int = F(32, "Prompts per batch (hf); rows = batch_size x n.", ge=1)
     dtype: Literal["bfloat16", "float16", "float32", "auto"] = F(
         "auto", "Weights dtype (hf/vllm). `auto`: bfloat16 where the hardware has it natively (AVX512-BF16/AMX "
         "CPUs, bf16 GPUs), else float32 on CPU and float16 on GPU. The resolved dtype is recorded in the "
