@@ -25,10 +25,10 @@ venv: $(BIN)/python
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[embedded,dev]'
-	$(BIN)/python -m evolcoder.dvcfix  # DVC main's fix for `dvc repro --dry` on a fresh clone (dvc#9818)
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install evolcoder with the embedded model
+	@$(BIN)/python -m evolcoder.dvcfix  # DVC main's fix for `dvc repro --dry` on a fresh clone (dvc#9818); idempotent
 
 repro: install  ## run the whole pipeline (offline default: embedded gemma-3-270m)
 	. $(BIN)/activate && dvc repro
