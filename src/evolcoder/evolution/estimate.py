@@ -143,7 +143,7 @@ async def _dry_pass(plan: RoundPlan, items: list[dict[str, Any]], llm: LLMConfig
     client = LLMClient(_NoCalls(provider_name, llm.model), cache, concurrency=llm.concurrency)
     client.deferring = Deferrals()
     try:
-        runner = RoundRunner(dataclasses.replace(plan, verify=None), client)
+        runner = RoundRunner(plan.model_copy(update={"verify": None}), client)
         result = await runner.run(items, progress=False)
         misses, hits = client.deferring.misses, int(client.usage()["cache_hits"])
         for outcome in result.outcomes if plan.verify is not None else []:
