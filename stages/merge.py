@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 from _common import stage_main
 
-from evolcoder.config import MergeConfig, SeedConfig, load_section, to_dict
-from evolcoder.evolution.outputs import read_round
+from evolcoder.config import BaseModelConfig, MergeConfig, SeedConfig, load_section, to_dict
+from evolcoder.evolution.outputs import RoundRecords
 from evolcoder.evolution.plan import read_manifest
-from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
+from evolcoder.jsonio import file_sha256, write_json
 from evolcoder.dataset.card import render_card, write_card
-from evolcoder.dataset.merge import load_index, merge
+from evolcoder.dataset.merge import JsonlSource, load_index, merge_to_files
 
 
 @click.command()
@@ -30,24 +30,30 @@ from evolcoder.dataset.merge import load_index, merge
 def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, dropped: str, metrics: str,
          card: str, evol_metrics: str, evol_plot: str) -> None:
     cfg = load_section(MergeConfig, "merge", params)
-    seed = [record for _, record in read_jsonl(seed_path)]
-    rounds, stats = [], []
-    for round_no in read_manifest(plan_dir):
-        kept, round_stats = read_round(Path(rounds_dir) / f"r{round_no}", round_no)
-        rounds.append(kept)
-        stats.append(round_stats)
-    result = merge(seed, rounds, load_index(cfg), cfg)
-    write_jsonl(out, result.records)
-    write_jsonl(dropped, result.dropped)
+    seed = JsonlSource(seed_path)
+    rounds = [RoundRecords(Path(rounds_dir) / f"r{n}", n) for n in read_manifest(plan_dir)]
+    stats = [r.stats for r in rounds]
+    count_tokens = None
+    if cfg.match is not None:
+        from evolcoder.dataset.control import source_tokenizer, token_counter
+
+        tokenizer_source = load_section(BaseModelConfig, "base_model", params).source
+        count_tokens = token_counter(source_tokenizer(tokenizer_source))
+    result = merge_to_files([seed, *rounds], load_index(cfg), cfg, out, dropped, count_tokens)
+    if cfg.match is not None:
+        result.metrics["control"]["tokenizer"] = tokenizer_source
     merge_metrics = {**result.metrics, "train_sha256": file_sha256(out)}
     write_json(metrics, merge_metrics)
     seed_cfg = load_section(SeedConfig, "seed", params)
     write_card(card, render_card(merge_metrics, to_dict(cfg), seed_cfg.path, len(rounds)))
     write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats}})
-    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
+    n_seed, seed_words = 0, 0
+    for record in seed:
+        n_seed += 1
+        seed_words += len(record["instruction"].split())
     # evol.verify's figures, in every row once any round has them (dvc plots fails on a missing key)
     verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s for s in stats)]
-    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed),
+    rows = [{"round": 0, "mean_instruction_words": round(seed_words / max(1, n_seed), 2), "kept": n_seed,
              **dict.fromkeys(verify)}]
     rows += [{"round": s["round"], "mean_instruction_words": s["mean_instruction_words"], "kept": s["kept"],
               **{k: s.get(k) for k in verify}} for s in stats]

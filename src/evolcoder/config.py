@@ -196,11 +196,11 @@ class MergeConfig:
     data_dir: str | None = _help(
         "Local directory holding benchmark files (else $EVOLCODER_DATA_DIR, else the packaged copies).", None)
     dedup_threshold: float = _help(
-        "Near-duplicate removal: drop a record whose instruction + input has at least this Jaccard "
-        "similarity (word shingles) with an earlier kept one; 1.0 drops only identical shingle sets.", 0.8)
-    shingle_size: int = _help("Words per shingle for near-duplicate detection.", 3)
-    num_perm: int = _help("MinHash permutations (more: fewer missed candidate pairs, slower).", 128)
-    minhash_seed: int = _help("Seed of the MinHash permutations (fixed, so train.jsonl is reproducible).", 1)
+        "Near-duplicate removal between records of different lineages (root_id): drop a record whose "
+        "instruction + input has at least this Jaccard similarity (word shingles) with an earlier kept "
+        "one; an evolution and its ancestors are never compared. 1.0 drops only identical shingle sets.", 0.65)
+    shingle_size: int = _help(
+        "Words per shingle for near-duplicate detection (shingles are padded at both ends).", 2)
     code_kgram: int = _help("Tokens per k-gram of the renaming-invariant code fingerprint.", 10)
     code_containment: float = _help(
         "Drop a record whose instruction or answer contains at least this share of a benchmark "
@@ -214,6 +214,12 @@ class MergeConfig:
     seed_license: str = _help(
         "Licence of the seed set, written into the dataset card; `auto` recognises the project's "
         "seed (Apache-2.0) and Code Alpaca (CC BY-NC 4.0) from seed.path.", "auto")
+    match: str | None = _help(
+        "Complexity-vs-quantity control (the paper's arm): null trains on everything kept; `samples` "
+        "on evolved records only (round >= 1), subsampled to the seed set's record count; `tokens` "
+        "to its token count (base_model.source's tokenizer, Alpaca-formatted text), within one record.",
+        None)
+    match_seed: int = _help("Seed of merge.match's subsample.", 0)
 
     def validate(self) -> None:
         _check(self.ngram >= 3, "merge.ngram", "must be >= 3")
@@ -222,12 +228,12 @@ class MergeConfig:
                    f"unknown benchmark {name!r}; known: {', '.join(BENCHMARK_NAMES)}")
         _check(0.0 < self.dedup_threshold <= 1.0, "merge.dedup_threshold", "must be in (0, 1]")
         _check(self.shingle_size >= 1, "merge.shingle_size", "must be >= 1")
-        _check(self.num_perm >= 16, "merge.num_perm", "must be >= 16")
         _check(self.code_kgram >= 4, "merge.code_kgram", "must be >= 4")
         _check(0.0 < self.code_containment <= 1.0, "merge.code_containment", "must be in (0, 1]")
         _check(self.code_min_kgrams >= 1, "merge.code_min_kgrams", "must be >= 1")
         _check(self.example_min_chars >= 1, "merge.example_min_chars", "must be >= 1")
         _check(bool(self.seed_license.strip()), "merge.seed_license", "must not be empty")
+        _check(self.match in (None, "samples", "tokens"), "merge.match", "must be null, samples or tokens")
 
 
 S = TypeVar("S")

@@ -52,3 +52,26 @@ def read_round(round_dir: str | Path, round_no: int) -> tuple[list[dict[str, Any
         raise DataError(f"{stats_path}:1: round {round_no} is active in the plan but its outputs are "
                         "not that round's (stale or inactive); re-run `dvc repro`")
     return kept, stats
+
+
+class RoundRecords:
+    """A finished active round's kept records, read from disk each time they are iterated.
+
+    The merge reads every round twice (dedup order, then the merge itself) and holds none
+    of them; `read_round`'s checks run once, up front, on the first line and the stats.
+    """
+
+    def __init__(self, round_dir: str | Path, round_no: int) -> None:
+        round_dir = Path(round_dir)
+        self.path, stats_path = round_dir / "kept.jsonl", round_dir / "stats.json"
+        if not self.path.is_file() or not stats_path.is_file():
+            raise DataError(f"{round_dir}: round {round_no} is active in the plan but has no outputs; "
+                            "add its slot to dvc.yaml `vars: slots` and re-run")
+        self.stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        first = [record for _, record in zip(range(2), read_jsonl(self.path))]
+        if is_marker(first) or not self.stats.get("active", False) or self.stats.get("round") != round_no:
+            raise DataError(f"{stats_path}:1: round {round_no} is active in the plan but its outputs are "
+                            "not that round's (stale or inactive); re-run `dvc repro`")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (record for _, record in read_jsonl(self.path))
