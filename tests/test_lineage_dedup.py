@@ -52,16 +52,16 @@ def test_across_roots_format_variants_and_one_word_edits_are_dropped() -> None:
 
 
 def _brute_force(records: list[dict], threshold: float) -> list[tuple[int, int, float]]:
-    kept: list[tuple[int, set[str], str]] = []
+    kept: list[tuple[int, set[str], set[str], str]] = []
     pairs = []
     for pos, r in enumerate(records):
-        grams = shingles(dedup_text(r), 2)
-        sims = [(jaccard(grams, g), -k, k) for k, g, root in kept if root != r["root_id"]]
+        grams, head = shingles(dedup_text(r), 2), shingles(r["instruction"], 2)
+        sims = [(min(jaccard(grams, g), jaccard(head, h)), -k, k) for k, g, h, root in kept if root != r["root_id"]]
         best = max(sims, default=None)
         if best is not None and best[0] >= threshold:
             pairs.append((pos, best[2], best[0]))
         else:
-            kept.append((pos, grams, r["root_id"]))
+            kept.append((pos, grams, head, r["root_id"]))
     return pairs
 
 

@@ -69,6 +69,8 @@ class NearDuplicateIndex:
         self._postings: dict[int, array] = {}
         self._tokens = array("i")  # every kept record's sorted ranks, back to back
         self._starts = array("q", [0])
+        self._head = array("i")  # the same for its instruction alone
+        self._head_starts = array("q", [0])
         self._roots = array("i")
         self._root_ids: dict[str, int] = {}
         self.kept_ids: list[str] = []
@@ -85,8 +87,10 @@ class NearDuplicateIndex:
     def _prefix(self, size: int) -> int:
         return size - math.ceil(self.threshold * size - 1e-9) + 1
 
-    def _best(self, ranks: list[int], root: int) -> tuple[int, float] | None:
-        """The most similar kept record of another root at or above the threshold."""
+    def _best(self, ranks: list[int], head: set[int], root: int) -> tuple[int, float] | None:
+        """The most similar kept record of another root at or above the threshold, both over
+        instruction + input and over the instruction alone (one long shared input must not
+        make "sort it" and "reverse it" one task)."""
         size, mine = len(ranks), set(ranks)
         low, high = self.threshold * size - 1e-9, size / self.threshold + 1e-9
         seen: set[int] = set()
@@ -99,18 +103,21 @@ class NearDuplicateIndex:
                 start, end = self._starts[key], self._starts[key + 1]
                 if not low <= end - start <= high:
                     continue
-                similarity = jaccard(mine, set(self._tokens[start:end]))
+                similarity = min(jaccard(mine, set(self._tokens[start:end])),
+                                 jaccard(head, set(self._head[self._head_starts[key]:self._head_starts[key + 1]])))
                 if similarity >= self.threshold and (best is None or (similarity, -key) > (best[1], -best[0])):
                     best = (key, similarity)
         return best
 
-    def offer(self, text: str, record_id: str = "", root: str | None = None) -> tuple[int, float] | None:
+    def offer(self, text: str, record_id: str = "", root: str | None = None,
+              instruction: str | None = None) -> tuple[int, float] | None:
         """Index `text` and return None, or return (earlier kept index, similarity) when it is a
         near-duplicate of a kept record of another root (then it is not indexed). `root` None
-        makes the text its own lineage."""
+        makes the text its own lineage; `instruction` (default: `text`) must be similar too."""
         ranks = self._ranks(text)
+        head = ranks if instruction is None else self._ranks(instruction)
         root_no = self._root_ids.setdefault(root, len(self._root_ids)) if root is not None else -1 - len(self.kept_ids)
-        hit = self._best(ranks, root_no)
+        hit = self._best(ranks, set(head), root_no)
         if hit is not None:
             return hit
         key = len(self.kept_ids)
@@ -118,6 +125,8 @@ class NearDuplicateIndex:
             self._postings.setdefault(token, array("i")).append(key)
         self._tokens.extend(ranks)
         self._starts.append(len(self._tokens))
+        self._head.extend(head)
+        self._head_starts.append(len(self._head))
         self._roots.append(root_no)
         self.kept_ids.append(record_id)
         return None
@@ -141,7 +150,8 @@ def near_duplicates(records: Iterable[dict[str, Any]], threshold: float, shingle
     positions: list[int] = []
     pairs: list[tuple[int, int, float]] = []
     for pos, record in enumerate(records):
-        hit = index.offer(dedup_text(record), str(pos), root_of(record) if lineage else None)
+        hit = index.offer(dedup_text(record), str(pos), root_of(record) if lineage else None,
+                          record.get("instruction", ""))
         if hit is None:
             positions.append(pos)
         else:

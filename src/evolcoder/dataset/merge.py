@@ -90,7 +90,7 @@ def _decide(record: Row, first_id: dict[bytes, str], checker: Decontaminator, ne
         return {**row, "reason": "contaminated",
                 "hits": [{"detector": h.detector, "field": h.field, "benchmark": h.benchmark, "detail": h.detail}
                          for h in hits]}
-    hit = near.offer(dedup_text(record), record["id"], root_of(record))
+    hit = near.offer(dedup_text(record), record["id"], root_of(record), record.get("instruction", ""))
     if hit is None:
         return None
     return {**row, "reason": "near_duplicate", "kept_id": near.kept_ids[hit[0]], "similarity": round(hit[1], 4)}
@@ -133,7 +133,8 @@ def merge_stream(sources: list[Iterable[Row]], checker: Decontaminator, cfg: Mer
         "dropped_total": sum(tally.counts.values()),
         "contamination": {"by_reason": dict(sorted(tally.reasons.items())),
                           "by_benchmark": dict(sorted(tally.benchmarks.items()))},
-        "near_duplicates": {"measure": f"Jaccard of word {cfg.shingle_size}-shingle sets of instruction + input",
+        "near_duplicates": {"measure": f"Jaccard of padded word {cfg.shingle_size}-shingle sets, the lower of "
+                                       "instruction + input and instruction alone",
                             "threshold": cfg.dedup_threshold, "lineage": "records of the same root_id never compared"},
         "ngram": checker.text.n,
         "benchmarks": {name: src["sha256"] for name, src in sorted(checker.sources.items())},
