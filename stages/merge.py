@@ -7,12 +7,14 @@ from pathlib import Path
 import click
 from _common import stage_main
 
-from evolcoder.config import BaseModelConfig, MergeConfig, SeedConfig, load_section, to_dict
+from evolcoder.config import BaseModelConfig, EvalConfig, MergeConfig, SeedConfig, load_section, to_dict
 from evolcoder.evolution.outputs import RoundRecords
 from evolcoder.evolution.plan import read_manifest
 from evolcoder.jsonio import file_sha256, write_json
 from evolcoder.dataset.card import render_card, write_card
 from evolcoder.dataset.merge import JsonlSource, load_index, merge_to_files
+from evolcoder.dataset.similarity import test_similarity
+from evolcoder.eval.problems import load_benchmark
 
 
 @click.command()
@@ -46,7 +48,11 @@ def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, 
     write_json(metrics, merge_metrics)
     seed_cfg = load_section(SeedConfig, "seed", params)
     write_card(card, render_card(merge_metrics, to_dict(cfg), seed_cfg.path, len(rounds)))
-    write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats}})
+    evaluated = load_section(EvalConfig, "eval", params).benchmarks
+    similarity = test_similarity({0: seed, **{s["round"]: r for s, r in zip(stats, rounds)}},
+                                 [load_benchmark(name, cfg.data_dir) for name in evaluated])
+    write_json(evol_metrics, {"rounds": len(stats), "per_round": {f"r{s['round']}": s for s in stats},
+                              "test_similarity": similarity})
     n_seed, seed_words = 0, 0
     for record in seed:
         n_seed += 1
@@ -57,6 +63,8 @@ def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, 
              **dict.fromkeys(verify)}]
     rows += [{"round": s["round"], "mean_instruction_words": s["mean_instruction_words"], "kept": s["kept"],
               **{k: s.get(k) for k in verify}} for s in stats]
+    for row in rows:  # the nearest-record similarity of the evaluated benchmarks' problems (similarity.py)
+        row["test_similarity"] = similarity["rounds"][f"r{row['round']}"]["mean"]
     write_json(evol_plot, rows)
     click.echo(f"merge: {result.metrics['records_out']} training records "
                f"({result.metrics['dropped_total']} dropped: {result.metrics['dropped']})")
