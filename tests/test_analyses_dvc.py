@@ -50,7 +50,7 @@ def test_three_arms_and_test_similarity_by_round(tmp_path: Path) -> None:
         he = detail["rounds"]["r2"]["by_benchmark"]["humaneval"]
         assert sum(he["histogram"]["counts"]) == 164 and he["closest"][0]["similarity"] == he["max"]
         plots = json.loads(sh(project, "dvc", "plots", "show", "--json").stdout)
-        drawn = plots["test similarity by round"][0]["datapoints"]["metrics/evol_rounds.json"]  # type: ignore[index]
+        drawn = plots["data"]["test similarity by round"][0]["content"]["data"]["values"]
         assert [round(p["test_similarity"], 4) for p in drawn] == [r["test_similarity"] for r in rows]
         train_all = _jsonl(project / "data/train/train.jsonl")
         sh(project, "git", "add", "-A")
