@@ -84,5 +84,8 @@ def test_three_arms_and_test_similarity_by_round(tmp_path: Path) -> None:
         assert control["seed_tokens"] == seed_tokens and control["train_tokens"] == sum(map(count, tokens))
         assert all(r["round"] >= 1 for r in tokens)
         assert 0 <= seed_tokens - control["train_tokens"] < max(count(r) for r in train_all if r["round"] >= 1)
-        shown = sh(project, "dvc", "exp", "show", "--json").stdout
-        assert all(name in shown for name in ("original", "samples", "tokens"))
+        sh(project, "evolcoder", "report", "--no-html")
+        report = (project / "metrics/report.md").read_text()
+        assert f"| original (evol.rounds=0) | original | 0 | {len(original)} |" in report
+        assert f"| evolved, matched by samples | samples | 3 | {len(samples)} |" in report
+        assert f"| evolved, matched by tokens | tokens | 3 | {len(tokens)} | {control['train_tokens']} |" in report

@@ -113,6 +113,7 @@ def _node(rev: str, name: str, rounds: int, match: str | None, dev: list[float],
                                                      "per_task_pass@1": dev}}},
                "metrics/eval.json": {"data": {"humaneval": {"pass@1": 0.1, "task_ids": tasks,
                                                             "per_task_pass@1": dev}}}}
+    metrics["metrics/merge.json"] = {"data": {"records_out": len(dev)}}
     params = {"params.yaml": {"data": {"evol": {"rounds": rounds}, "merge": {"match": match}}}}
     return {"rev": rev, "name": name, "error": None, "experiments": None,
             "data": {"rev": rev, "timestamp": ts, "params": params, "metrics": metrics}}
@@ -125,7 +126,7 @@ def test_arms_side_by_side_with_paired_intervals() -> None:
     baseline = _node("d" * 40, "main", 3, None, [0, 1, 1, 0, 1, 0], "2026-01-01")
     baseline["experiments"] = [{"revs": [e], "executor": None, "name": e["data"]["rev"]} for e in exps]
     lines = "\n".join(arms_section([baseline]))
-    assert "| evolved, matched by samples | samples | 3 |" in lines
+    assert "| evolved, matched by samples | samples | 3 | 6 |  |" in lines
     assert "| original (evol.rounds=0) | original | 0 |" in lines
     tokens_row = next(line for line in lines.splitlines() if line.startswith("| evolved, matched by tokens"))
     assert "+0.5000 [" in tokens_row and "(6 tasks)" in tokens_row
