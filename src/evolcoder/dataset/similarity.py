@@ -118,7 +118,7 @@ def test_similarity(rounds: dict[int, Iterable[dict[str, Any]]], benchmarks: Seq
     for round_no, records in rounds.items():
         ids = [r.get("id", "") for r in records]
         pooled, per_bench = [], {}
-        for bench in benchmarks:
+        for bench in (b for b in benchmarks if b.problems):
             sims, where = nearest([p.prompt for p in bench.problems], texts(records), idf)
             per_bench[bench.name] = _summary(sims, [ids[i] if i >= 0 else "" for i in where],
                                              [p.task_id for p in bench.problems])
