@@ -68,7 +68,7 @@ class RoundRecords:
             raise DataError(f"{round_dir}: round {round_no} is active in the plan but has no outputs; "
                             "add its slot to dvc.yaml `vars: slots` and re-run")
         self.stats = json.loads(stats_path.read_text(encoding="utf-8"))
-        first = [record for _, record in zip(range(2), read_jsonl(self.path))]
+        first = [record for _, (_, record) in zip(range(2), read_jsonl(self.path))]
         if is_marker(first) or not self.stats.get("active", False) or self.stats.get("round") != round_no:
             raise DataError(f"{stats_path}:1: round {round_no} is active in the plan but its outputs are "
                             "not that round's (stale or inactive); re-run `dvc repro`")
