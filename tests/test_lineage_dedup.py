@@ -94,3 +94,19 @@ def test_merge_to_files_streams_and_matches_the_in_memory_merge(tmp_path: Path) 
     train = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
     assert train == memory.records and len(train) == 60
     assert streamed.metrics == memory.metrics and streamed.metrics["dropped"] == {"duplicate": 1}
+
+
+def test_round_records_refuse_a_stale_or_inactive_round(tmp_path: Path) -> None:
+    from evolcoder.errors import DataError
+    from evolcoder.evolution.outputs import RoundRecords, write_inactive
+
+    write_inactive(3, tmp_path / "r3")
+    with pytest.raises(DataError, match="round 3 is active in the plan but its outputs are not that round's"):
+        RoundRecords(tmp_path / "r3", 3)
+    with pytest.raises(DataError, match="round 4 is active in the plan but has no outputs"):
+        RoundRecords(tmp_path / "r4", 4)
+    (tmp_path / "r5").mkdir()
+    (tmp_path / "r5" / "kept.jsonl").write_text(json.dumps(_rec("a", LONG, 5, root="s")) + "\n")
+    (tmp_path / "r5" / "stats.json").write_text(json.dumps({"round": 5, "active": True}))
+    records = RoundRecords(tmp_path / "r5", 5)
+    assert [r["id"] for r in records] == [r["id"] for r in records] == ["a"]  # re-iterable: read twice
