@@ -130,3 +130,13 @@ def test_arms_side_by_side_with_paired_intervals() -> None:
     assert "| original (evol.rounds=0) | original | 0 |" in lines
     tokens_row = next(line for line in lines.splitlines() if line.startswith("| evolved, matched by tokens"))
     assert "+0.5000 [" in tokens_row and "(6 tasks)" in tokens_row
+
+
+def test_evol_stop_leaves_the_control_arms_out_of_the_rounds_sweep() -> None:
+    from evolcoder.eval.evolstop import candidates, parse_exp_show
+
+    exps = [_node("a" * 40, "three", 3, None, [0, 1, 0, 1], "2026-01-02"),
+            _node("b" * 40, "three-matched", 3, "samples", [1, 1, 1, 1], "2026-01-03")]
+    baseline = _node("d" * 40, "main", 2, None, [0, 1, 1, 0], "2026-01-01")
+    baseline["experiments"] = [{"revs": [e], "executor": None, "name": e["data"]["rev"]} for e in exps]
+    assert [(r.rounds, r.name) for r in candidates(parse_exp_show([baseline]))] == [(2, "main"), (3, "three")]
