@@ -48,6 +48,13 @@ def jaccard(a: set[Any], b: set[Any]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
+def _overlap_jaccard(mine: set[int], theirs: Any) -> float:
+    """Jaccard of a set and a sorted, duplicate-free sequence, without building a second set."""
+    both = len(mine.intersection(theirs))
+    union = len(mine) + len(theirs) - both
+    return both / union if union else 1.0
+
+
 def root_of(record: dict[str, Any]) -> str:
     """The lineage a record belongs to: its seed's id (records without one are their own root)."""
     return str(record.get("root_id") or record.get("id"))
@@ -103,8 +110,10 @@ class NearDuplicateIndex:
                 start, end = self._starts[key], self._starts[key + 1]
                 if not low <= end - start <= high:
                     continue
-                similarity = min(jaccard(mine, set(self._tokens[start:end])),
-                                 jaccard(head, set(self._head[self._head_starts[key]:self._head_starts[key + 1]])))
+                similarity = _overlap_jaccard(mine, self._tokens[start:end])
+                if similarity >= self.threshold:
+                    h0, h1 = self._head_starts[key], self._head_starts[key + 1]
+                    similarity = min(similarity, _overlap_jaccard(head, self._head[h0:h1]))
                 if similarity >= self.threshold and (best is None or (similarity, -key) > (best[1], -best[0])):
                     best = (key, similarity)
         return best
