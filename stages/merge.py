@@ -7,11 +7,14 @@ from _common import stage_main
 
 from evolcoder.config import Params, to_dict
 from evolcoder.contracts import EvolMetrics, MergeMetrics, evol_plot_rows, round_dir
-from evolcoder.evolution.outputs import read_round
+from evolcoder.evolution.outputs import RoundRecords
 from evolcoder.evolution.plan import read_manifest
-from evolcoder.jsonio import file_sha256, read_jsonl, write_json, write_jsonl
+from evolcoder.jsonio import file_sha256, write_json
 from evolcoder.dataset.card import render_card, write_card
-from evolcoder.dataset.merge import load_index, merge
+from evolcoder.dataset.control import control_counter
+from evolcoder.dataset.merge import JsonlSource, load_index, merge_to_files
+from evolcoder.dataset.similarity import test_similarity
+from evolcoder.eval.problems import load_benchmark
 
 
 @click.command()
@@ -30,20 +33,18 @@ def main(params: str, seed_path: str, plan_dir: str, rounds_dir: str, out: str, 
          card: str, evol_metrics: str, evol_plot: str) -> None:
     every = Params.load(params)
     cfg = every.merge
-    seed = [record for _, record in read_jsonl(seed_path)]
-    rounds, stats = [], []
-    for round_no in read_manifest(plan_dir):
-        kept, round_stats = read_round(round_dir(rounds_dir, round_no), round_no)
-        rounds.append(kept)
-        stats.append(round_stats)
-    result = merge(seed, rounds, load_index(cfg), cfg)
-    write_jsonl(out, result.records)
-    write_jsonl(dropped, result.dropped)
+    seed = JsonlSource(seed_path)  # streamed: every input is read from disk, never held whole
+    rounds = [RoundRecords(round_dir(rounds_dir, n), n) for n in read_manifest(plan_dir)]
+    stats = [r.stats for r in rounds]
+    result = merge_to_files([seed, *rounds], load_index(cfg), cfg, out, dropped,
+                            control_counter(cfg.match, every.base_model.source))
     merge_metrics = {**result.metrics, "train_sha256": file_sha256(out)}
     MergeMetrics.parse(merge_metrics, metrics).write(metrics)
     write_card(card, render_card(merge_metrics, to_dict(cfg), every.seed.path, len(rounds)))
-    EvolMetrics.of(stats).write(evol_metrics)
-    write_json(evol_plot, evol_plot_rows(seed, stats))
+    similarity = test_similarity({0: seed, **{s.round: r for s, r in zip(stats, rounds)}},
+                                 [load_benchmark(name, cfg.data_dir) for name in every.eval.benchmarks])
+    EvolMetrics.of(stats, similarity).write(evol_metrics)
+    write_json(evol_plot, evol_plot_rows(seed, stats, similarity))
     click.echo(f"merge: {result.metrics['records_out']} training records "
                f"({result.metrics['dropped_total']} dropped: {result.metrics['dropped']})")
 

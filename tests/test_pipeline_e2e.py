@@ -19,7 +19,7 @@ from fakeserver import subprocess_server
 pytestmark = pytest.mark.slow
 
 ALL_STAGES = {"seed", "plan", "evolver", "round@1", "round@2", "merge", "base_model", "finetune",
-              "eval@base", "eval@finetuned", "eval@dev"}
+              "eval@base", "eval@finetuned", "eval@dev", "report"}
 
 
 def smoke_params(base_url: str, model_dir: Path, seed: Path) -> dict:
@@ -37,6 +37,16 @@ def smoke_params(base_url: str, model_dir: Path, seed: Path) -> dict:
     params["dev"]["limit"] = 3
     params["sandbox"]["workers"] = 2
     return params
+
+
+def _report_names_this_training_set(project: Path) -> None:
+    """The `report` stage's page names the train.jsonl on disk and links its offline figures."""
+    import hashlib
+
+    sha = hashlib.sha256((project / "data/train/train.jsonl").read_bytes()).hexdigest()
+    report = (project / "metrics/report.md").read_text()
+    assert f"`{sha}`" in report and "](figures/test_similarity.svg)" in report
+    assert "<polyline" in (project / "metrics/figures/test_similarity.svg").read_text()
 
 
 def test_full_pipeline_then_one_more_round(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -57,6 +67,8 @@ def test_full_pipeline_then_one_more_round(tmp_path: Path, tiny_model_dir: Path)
         samples = (project / "data/eval/finetuned/humaneval.samples.jsonl").read_text().splitlines()
         assert len(samples) == 3
 
+        _report_names_this_training_set(project)
+
         assert ran(sh(project, "dvc", "repro")) == set()  # nothing changed: nothing runs
         assert "up to date" in out(sh(project, "dvc", "status"))
         sh(project, "git", "add", "-A")
@@ -65,6 +77,7 @@ def test_full_pipeline_then_one_more_round(tmp_path: Path, tiny_model_dir: Path)
         three = ran(sh(project, "dvc", "exp", "run", "-S", "evol.rounds=3"))
         assert {"plan", "round@3", "merge", "finetune", "eval@finetuned", "eval@dev"} <= three
         assert not three & {"seed", "evolver", "round@1", "round@2", "base_model", "eval@base"}
+        _report_names_this_training_set(project)  # the report stage reran: the new train.jsonl
         diff = out(sh(project, "dvc", "metrics", "diff", "--json"))
         assert "metrics/evol.json" in diff
 

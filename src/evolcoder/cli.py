@@ -421,19 +421,30 @@ def dvc_deps_cmd(mode: str, repo: str) -> None:
 @click.option("--out", default=REPORT, show_default=True, type=click.Path(dir_okay=False),
               help="Markdown report to write.")
 @click.option("--html/--no-html", default=True, show_default=True,
-              help="Also render `dvc plots show` HTML next to the report.")
-def report_cmd(metrics_dir: str, out: str, html: bool) -> None:
-    """Summarise a run: rounds, eliminations, tokens and cost, training, pass@k, evol-stop."""
+              help="Also render `dvc plots show` HTML next to the report (its vega comes from a CDN).")
+@click.option("--arms/--no-arms", default=True, show_default=True,
+              help="Add the paper's arms (evol.rounds=0, merge.match=samples|tokens) from `dvc exp show`.")
+def report_cmd(metrics_dir: str, out: str, html: bool, arms: bool) -> None:
+    """Summarise a run: data, rounds, eliminations, tokens and cost, training, pass@k, evol-stop, arms.
+
+    The same page is the pipeline's `report` stage output; this command adds the arms."""
     import subprocess
     from pathlib import Path
 
-    from evolcoder.jsonio import atomic_open
-    from evolcoder.report import build_report
+    from evolcoder.report import write_report
 
-    text = build_report(metrics_dir)
-    with atomic_open(out) as handle:
-        handle.write(text)
-    click.echo(f"wrote {out}")
+    arm_lines = None
+    if arms:
+        from evolcoder.eval.arms import arms_section
+        from evolcoder.errors import EvolcoderError
+        from evolcoder.eval.evolstop import run_exp_show
+
+        try:
+            arm_lines = arms_section(run_exp_show())
+        except EvolcoderError as exc:
+            click.echo(f"warning: no arms table: {exc}", err=True)
+    _, figures = write_report(metrics_dir, out, Path(out).parent / "figures", arm_lines)
+    click.echo(f"wrote {out} and {len(figures)} figure(s)")
     if html:
         plots_dir = Path(out).parent / "plots"
         proc = subprocess.run(["dvc", "plots", "show", "--out", str(plots_dir)], capture_output=True, text=True)

@@ -223,11 +223,11 @@ class MergeConfig(Section):
     data_dir: str | None = F(
         None, "Local directory holding benchmark files (else $EVOLCODER_DATA_DIR, else the packaged copies).")
     dedup_threshold: Share = F(
-        0.8, "Near-duplicate removal: drop a record whose instruction + input has at least this Jaccard "
-        "similarity (word shingles) with an earlier kept one; 1.0 drops only identical shingle sets.")
-    shingle_size: int = F(3, "Words per shingle for near-duplicate detection.", ge=1)
-    num_perm: int = F(128, "MinHash permutations (more: fewer missed candidate pairs, slower).", ge=16)
-    minhash_seed: int = F(1, "Seed of the MinHash permutations (fixed, so train.jsonl is reproducible).")
+        0.65, "Near-duplicate removal between records of different lineages (root_id): drop a record whose "
+        "instruction + input has at least this Jaccard similarity (word shingles) with an earlier kept "
+        "one; an evolution and its ancestors are never compared. 1.0 drops only identical shingle sets.")
+    shingle_size: int = F(2, "Words per shingle for near-duplicate detection (shingles are padded at both ends).",
+                          ge=1)
     code_kgram: int = F(10, "Tokens per k-gram of the renaming-invariant code fingerprint.", ge=4)
     code_containment: Share = F(
         0.8, "Drop a record whose instruction or answer contains at least this share of a benchmark "
@@ -241,6 +241,11 @@ class MergeConfig(Section):
     seed_license: Text = F(
         "auto", "Licence of the seed set, written into the dataset card; `auto` recognises the project's "
         "seed (Apache-2.0) and Code Alpaca (CC BY-NC 4.0) from seed.path.")
+    match: Literal["samples", "tokens"] | None = F(
+        None, "Complexity-vs-quantity control (the paper's arm): null trains on everything kept; `samples` "
+        "on evolved records only (round >= 1), subsampled to the seed set's record count; `tokens` "
+        "to its token count (base_model.source's tokenizer, Alpaca-formatted text), within one record.")
+    match_seed: int = F(0, "Seed of merge.match's subsample.")
 
 
 class BaseModelConfig(Section):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -125,23 +126,34 @@ class EvolMetrics(Metrics):
 
     rounds: int
     per_round: dict[str, RoundStats]
+    test_similarity: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, stats: list[RoundStats]) -> "EvolMetrics":
-        return cls(rounds=len(stats), per_round={round_key(s.round): s for s in stats})
+    def of(cls, stats: list[RoundStats], similarity: dict[str, Any] | None = None) -> "EvolMetrics":
+        extra = {"test_similarity": similarity} if similarity is not None else {}
+        return cls(rounds=len(stats), per_round={round_key(s.round): s for s in stats}, **extra)
 
     def ordered(self) -> list[tuple[str, RoundStats]]:
         return sorted(self.per_round.items(), key=lambda kv: round_number(kv[0]))
 
 
-def evol_plot_rows(seed: list[dict[str, Any]], stats: list[RoundStats]) -> list[dict[str, Any]]:
+def evol_plot_rows(seed: Iterable[dict[str, Any]], stats: list[RoundStats],
+                   similarity: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """metrics/evol_rounds.json: mean instruction length by round (0 = the seed), plus
-    evol.verify's figures in every row once any round has them (`dvc plots` fails on a missing key)."""
-    seed_words = sum(len(r["instruction"].split()) for r in seed) / max(1, len(seed))
+    evol.verify's figures in every row once any round has them (`dvc plots` fails on a missing
+    key), and each round's mean nearest-record similarity to the benchmarks when measured."""
+    n_seed = seed_words = 0
+    for record in seed:  # one pass: the seed may be streamed from disk
+        n_seed += 1
+        seed_words += len(record["instruction"].split())
     verify = [k for k in ("verified_fraction", "mutant_kill_rate") if any(k in s.model_fields_set for s in stats)]
-    rows = [{"round": 0, "mean_instruction_words": round(seed_words, 2), "kept": len(seed), **dict.fromkeys(verify)}]
-    return rows + [{"round": s.round, "mean_instruction_words": s.mean_instruction_words, "kept": s.kept,
-                    **{k: getattr(s, k) for k in verify}} for s in stats]
+    rows = [{"round": 0, "mean_instruction_words": round(seed_words / max(1, n_seed), 2), "kept": n_seed,
+             **dict.fromkeys(verify)}]
+    rows += [{"round": s.round, "mean_instruction_words": s.mean_instruction_words, "kept": s.kept,
+              **{k: getattr(s, k) for k in verify}} for s in stats]
+    for row in rows if similarity is not None else []:
+        row["test_similarity"] = similarity["rounds"][round_key(row["round"])]["mean"]
+    return rows
 
 
 class MergeMetrics(Metrics):

@@ -1,7 +1,12 @@
-"""`evolcoder report`: one Markdown page summarising a pipeline run from its metrics files.
+"""`evolcoder report` and the `report` stage: one Markdown page summarising a run.
 
 It reads only what the stages already wrote under `metrics/` (missing files are skipped
-with a note), so it can be run on any commit or experiment after `dvc checkout`.
+with a note), so it can be run on any commit or experiment after `dvc checkout`. As the
+pipeline's last stage it is rewritten by every `dvc repro`, so it always names the
+`train.jsonl` on disk, and its figures are plain SVG files beside it (figures.py) that
+render offline and in a pull request. `evolcoder report` can add the paper's three arms
+(original data, evolved matched by samples, by tokens) from `dvc exp show`, paired over
+the same tasks.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evolcoder.contracts import (EVAL_METRICS, EVOL_METRICS, EVOL_STOP, MERGE_METRICS, SEED_METRICS, TRAIN_METRICS,
+from evolcoder.contracts import (EVAL_METRICS, EVOL_METRICS, EVOL_PLOT, EVOL_STOP, MERGE_METRICS, SEED_METRICS, TRAIN_METRICS,
                                  EvalMetrics, EvolMetrics, FinetuneRecord, MergeMetrics, Metrics, SeedMetrics)
 
 
@@ -180,19 +185,92 @@ def evolstop_section(evolstop: Any) -> list[str]:
     return out
 
 
-def build_report(metrics_dir: str | Path = "metrics") -> str:
+def data_section(merge: dict[str, Any] | None, evol: dict[str, Any] | None,
+                 figures: list[tuple[str, str]]) -> list[str]:
+    """The training set this run wrote (full sha256), the control arm, test similarity by round."""
+    out = ["## Training data"]
+    if not merge:
+        return out + ["", "_no metrics/merge.json_"]
+    out += ["", f"`data/train/train.jsonl` sha256 `{merge.get('train_sha256')}`: {merge.get('records_out')} records "
+            f"({', '.join(f'{k} {v}' for k, v in merge.get('by_round', {}).items())})."]
+    near = merge.get("near_duplicates")
+    if near:
+        out += ["", f"Near-duplicates: {near['measure']} >= {near['threshold']}; {near['lineage']}."]
+    control = merge.get("control")
+    if control:
+        out += ["", f"Control arm `merge.match: {control['by']}` (evolved records only, seed {control['seed']}):", ""]
+        out += _table(["", "records", "tokens"],
+                      [["seed set", control["seed_records"], control.get("seed_tokens") or ""],
+                       ["evolved, available", control["evolved_records"], control.get("evolved_tokens") or ""],
+                       ["trained on", control["train_records"], control.get("train_tokens") or ""]])
+    sim = (evol or {}).get("test_similarity")
+    if sim:
+        benches = sim.get("benchmarks", [])
+        rows = [[key, r.get("records"), r.get("mean"),
+                 *[(r.get("by_benchmark", {}).get(b) or {}).get("p90", "") for b in benches],
+                 *[(r.get("by_benchmark", {}).get(b) or {}).get("max", "") for b in benches]]
+                for key, r in sorted(sim.get("rounds", {}).items(), key=lambda kv: int(kv[0][1:]))]
+        out += ["", f"Test-set similarity by round: {sim['measure']}.", ""]
+        out += _table(["round", "records", "mean", *[f"{b} p90" for b in benches], *[f"{b} max" for b in benches]],
+                      rows)
+    for title, rel in figures:
+        out += ["", f"![{title}]({rel})"]
+    return out
+
+
+def write_figures(metrics_dir: str | Path, out_dir: str | Path) -> list[tuple[str, Path]]:
+    """SVG figures from this run's metrics (by round); returns (title, path) of each written."""
+    from evolcoder.figures import line_svg
+    from evolcoder.jsonio import atomic_open
+
+    plot = Path(metrics_dir) / Path(EVOL_PLOT).name
+    rows = json.loads(plot.read_text(encoding="utf-8")) if plot.is_file() else []
+    out = Path(out_dir)
+    written: list[tuple[str, Path]] = []
+    xs = [float(r["round"]) for r in rows]
+    charts = [("test_similarity", "Test-set similarity by round", "mean nearest-record TF-IDF cosine"),
+              ("mean_instruction_words", "Instruction length by round", "mean words")]
+    for key, title, ylabel in charts:
+        if not rows or all(r.get(key) is None for r in rows):
+            continue
+        path = out / f"{key}.svg"
+        with atomic_open(path) as fh:
+            fh.write(line_svg(title, "round", ylabel, xs, {key: [r.get(key) for r in rows]}))
+        written.append((title, path))
+    return written
+
+
+def build_report(metrics_dir: str | Path = "metrics", figures: list[tuple[str, str]] | None = None,
+                 arms: list[str] | None = None) -> str:
     m = Path(metrics_dir)
     parts = ["# evolcoder run report", ""]
     seed = _load(m, SEED_METRICS, SeedMetrics)
     if seed:
         parts += [f"Seed: {seed.get('written')} instructions ({seed.get('skipped', 0)} skipped, "
                   f"{seed.get('duplicates', 0)} duplicates).", ""]
+    evol, merge = _load(m, EVOL_METRICS, EvolMetrics), _load(m, MERGE_METRICS, MergeMetrics)
     evals = [_load(m, EVAL_METRICS[stage], EvalMetrics) for stage in ("eval_base", "eval", "dev")]
     stop_file = m / Path(EVOL_STOP).name
-    for section in (evolution_section(_load(m, EVOL_METRICS, EvolMetrics), _load(m, MERGE_METRICS, MergeMetrics)),
-                    training_section(_load(m, TRAIN_METRICS, FinetuneRecord)),
-                    eval_section(*evals),
-                    evolstop_section(json.loads(stop_file.read_text(encoding="utf-8")) if stop_file.is_file()
-                                     else None)):
-        parts += section + [""]
+    stop = json.loads(stop_file.read_text(encoding="utf-8")) if stop_file.is_file() else None
+    for section in (data_section(merge, evol, figures or []), evolution_section(evol, merge),
+                    training_section(_load(m, TRAIN_METRICS, FinetuneRecord)), eval_section(*evals),
+                    evolstop_section(stop), arms or []):
+        if section:
+            parts += section + [""]
     return "\n".join(parts)
+
+
+def write_report(metrics_dir: str | Path, out: str | Path, figures_dir: str | Path,
+                 arms: list[str] | None = None) -> tuple[Path, list[Path]]:
+    """The report and its SVG figures, each written atomically; figures are linked relative
+    to the report so the page renders wherever the two are copied together."""
+    import os
+
+    from evolcoder.jsonio import atomic_open
+
+    out = Path(out)
+    written = write_figures(metrics_dir, figures_dir)
+    links = [(title, Path(os.path.relpath(path, out.parent)).as_posix()) for title, path in written]
+    with atomic_open(out) as handle:
+        handle.write(build_report(metrics_dir, links, arms))
+    return out, [path for _, path in written]

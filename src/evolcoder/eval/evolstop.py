@@ -152,11 +152,13 @@ def parse_exp_show(doc: Any, *, dev: MetricRef = MetricRef(EVAL_METRICS["dev"]),
 def candidates(rows: list[ExpRow]) -> list[ExpRow]:
     """One row per round count: experiments before the baseline commit, newest first.
 
-    The workspace is left out: its metrics may belong to uncommitted, half-run changes.
+    The workspace is left out: its metrics may belong to uncommitted, half-run changes, and so
+    are the `merge.match` control arms (an evolved subsample is not "N rounds of evolution";
+    `evolcoder report` sets them beside the original data instead).
     """
     best: dict[int, ExpRow] = {}
     for row in rows:
-        if row.kind == "workspace" or row.rounds is None or row.dev is None:
+        if row.kind == "workspace" or row.rounds is None or row.dev is None or row.params.get("merge.match"):
             continue
         old = best.get(row.rounds)
         if old is None or (_KIND_RANK[row.kind], row.timestamp or "") > (_KIND_RANK[old.kind], old.timestamp or ""):

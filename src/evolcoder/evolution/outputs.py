@@ -38,17 +38,25 @@ def is_marker(records: list[dict[str, Any]]) -> bool:
     return len(records) == 1 and records[0].get("active") is False
 
 
-def read_round(round_dir: str | Path, round_no: int) -> tuple[list[dict[str, Any]], RoundStats]:
-    """A finished active round's kept records and stats; an active round that is missing or
-    written as inactive fails, so no round can silently drop out of the training set."""
-    round_dir = Path(round_dir)
-    kept_path, stats_path = round_dir / "kept.jsonl", round_dir / ROUND_STATS
-    if not kept_path.is_file() or not stats_path.is_file():
-        raise DataError(f"{round_dir}: round {round_no} is active in the plan but has no outputs; "
-                        "add its slot to dvc.yaml `vars: slots` and re-run")
-    kept = [record for _, record in read_jsonl(kept_path)]
-    stats = RoundStats.read(stats_path)
-    if is_marker(kept) or not stats.active or stats.round != round_no:
-        raise DataError(f"{stats_path}:1: round {round_no} is active in the plan but its outputs are "
-                        "not that round's (stale or inactive); re-run `dvc repro`")
-    return kept, stats
+class RoundRecords:
+    """A finished active round's kept records, read from disk each time they are iterated.
+
+    The merge reads every round twice (dedup order, then the merge itself) and holds none
+    of them; the checks that an active round really finished run once, up front, on the first
+    line and the stats, so no round can silently drop out of the training set.
+    """
+
+    def __init__(self, round_dir: str | Path, round_no: int) -> None:
+        round_dir = Path(round_dir)
+        self.path, stats_path = round_dir / "kept.jsonl", round_dir / ROUND_STATS
+        if not self.path.is_file() or not stats_path.is_file():
+            raise DataError(f"{round_dir}: round {round_no} is active in the plan but has no outputs; "
+                            "add its slot to dvc.yaml `vars: slots` and re-run")
+        self.stats = RoundStats.read(stats_path)
+        first = [record for _, (_, record) in zip(range(2), read_jsonl(self.path))]
+        if is_marker(first) or not self.stats.active or self.stats.round != round_no:
+            raise DataError(f"{stats_path}:1: round {round_no} is active in the plan but its outputs are "
+                            "not that round's (stale or inactive); re-run `dvc repro`")
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (record for _, record in read_jsonl(self.path))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from evolcoder.errors import EndpointDown, LLMError
+from evolcoder.errors import LLMError
 from evolcoder.util.hashing import json_sha256
 
 # The in-process provider's plain completion prompt format (hf_provider.plain_prompt and its
