@@ -12,6 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Literal, TypeVar
 
 import yaml
@@ -137,7 +138,10 @@ class LLMConfig:
         "transformers")
     model: str = _help("Model name at the endpoint, or `embedded:gemma-3-270m` / a model directory / "
                        "a hub id for transformers.", "embedded:gemma-3-270m")
-    base_url: str | None = _help("Endpoint base URL (vLLM, Ollama, llama.cpp...); null means OpenAI.", None)
+    base_url: str | list[str] | None = _help(
+        "Endpoint base URL (vLLM, Ollama, llama.cpp...); null means OpenAI. A list of URLs serving the "
+        "same model spreads requests over them (fewest in flight first; a dead one is taken out of "
+        "rotation and retried later).", None)
     concurrency: int = _help("Requests in flight at once (openai) or batch size (transformers).", 16)
     temperature: float = _help("Sampling temperature for evolution and answers.", 0.7)
     top_p: float = _help("Nucleus sampling top_p.", 0.95)
@@ -166,8 +170,15 @@ class LLMConfig:
         "hardware has it natively (AVX512-BF16/AMX CPUs, bf16 GPUs), else float32 on CPU and float16 on "
         "GPU; emulated bf16 is ~4x slower than fp32 on an AVX2-only CPU. The resolved dtype is part of "
         "the cache's model name and is recorded in the round stats.", "auto")
+    rpm: float = _help("Requests per minute to stay under (a provider's rate limit); 0 = only what the "
+                       "provider's x-ratelimit-* headers say.", 0.0)
+    tpm: float = _help("Tokens per minute to stay under (prompt + max_tokens per request, as OpenAI "
+                       "counts them); 0 = only what the provider's headers say.", 0.0)
 
     def validate(self) -> None:
+        check_base_urls(self.base_url, "llm.base_url")
+        _check(self.rpm >= 0, "llm.rpm", "must be >= 0")
+        _check(self.tpm >= 0, "llm.tpm", "must be >= 0")
         _check(self.concurrency >= 1, "llm.concurrency", "must be >= 1")
         _check(self.max_tokens >= 1, "llm.max_tokens", "must be >= 1")
         _check(self.timeout_s > 0, "llm.timeout_s", "must be > 0")
@@ -231,6 +242,20 @@ class MergeConfig:
 
 
 S = TypeVar("S")
+
+
+def check_base_urls(value: str | list[str] | None, key: str) -> None:
+    """Each endpoint an http(s) URL with a host; a list at least one, without repeats."""
+    if value is None:
+        return
+    urls = [value] if isinstance(value, str) else value
+    _check(bool(urls), key, "an empty list; give one URL, several, or null")
+    for i, url in enumerate(urls):
+        where = key if isinstance(value, str) else f"{key}[{i}]"
+        parts = urlsplit(url.strip())
+        _check(parts.scheme in ("http", "https") and bool(parts.netloc), where,
+               f"{url!r} is not an http(s) URL such as http://localhost:8000/v1")
+    _check(len(set(urls)) == len(urls), key, "lists the same URL twice")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -489,7 +514,9 @@ class GenerateConfig:
                             "`\\ndef `, `\\nclass `, `\\nif __name__`, `\\nprint(`, `\\n#`.", factory=list)
     early_stop: bool = _help("Stop a sequence as soon as more tokens cannot change its post-processed "
                              "code (closed ```python block / stop string); scores are unchanged.", True)
-    base_url: str | None = _help("Endpoint for backend `openai`, e.g. http://localhost:8000/v1.", None)
+    base_url: str | list[str] | None = _help(
+        "Endpoint for backend `openai`, e.g. http://localhost:8000/v1; a list of servers of the same "
+        "model spreads the requests over them (as llm.base_url).", None)
     api_model: str | None = _help("Model name at the endpoint; null = the model argument as given.", None)
     api_key_env: str = _help("Environment variable holding the endpoint's API key.", "OPENAI_API_KEY")
     concurrency: int = _help("Requests in flight (backend `openai`).", 8)
@@ -509,6 +536,7 @@ class GenerateConfig:
         _check(all(self.stop), "generate.stop", "stop strings must not be empty")
         _check(self.backend != "openai" or bool(self.base_url), "generate.base_url",
                "is required for backend openai")
+        check_base_urls(self.base_url, "generate.base_url")
 
 
 @dataclass(frozen=True)

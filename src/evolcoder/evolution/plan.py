@@ -34,7 +34,7 @@ class Evolver:
 
     provider: str
     model: str
-    base_url: str | None
+    base_url: str | list[str] | None
     temperature: float
     top_p: float
     max_tokens: int
