@@ -12,7 +12,7 @@ second, so most of the run is spent refused and backing off. Instead the client 
   (per minute), whichever is lower; a header's `x-ratelimit-remaining-*` pulls the bucket
   down to what the server says is left (other processes may share the key). Limits learned
   from headers are used at `HEADROOM` of their value: the server's clock and ours disagree
-  by a few milliseconds, and a 429 costs more than the last 5 %.
+  by a few milliseconds, and a 429 costs more than the last 2 %.
 - A concurrency window that adapts (AIMD): it starts small and doubles per round trip (slow
   start) up to `llm.concurrency`, is halved on a rate-limit refusal (once per window: the
   refusals of requests sent before the cut do not cut again), and grows back by one request
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-HEADROOM = 0.95  # share of a header-announced limit that is used
+HEADROOM = 0.98  # share of a header-announced limit that is used
 BURST_S = 1.0  # our bucket holds this many seconds of its rate: smooth, never a minute's burst at once
 SLOW_START = 16  # first window when pacing HTTP requests (doubles per round trip up to llm.concurrency)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
