@@ -106,6 +106,7 @@ class Endpoint:
     def __init__(self, url: str | None) -> None:
         self.url = url
         self.client: AsyncOpenAI | None = None
+        self.direct: Any = None  # DirectHTTP when the transport is "direct"
         self.in_flight = 0
         self.answered = 0
         self.failed_in_a_row = 0
@@ -157,11 +158,19 @@ class OpenAIProvider:
         self._api_key = api_key or api_key_for(self._base_url)  # fail before any work, not at the first miss
         self._timeout_s = timeout_s
         self._concurrency = concurrency
-        self.transport = "aiohttp" if transport == "auto" and _aiohttp_available() else "httpx"
+        if transport == "auto":
+            transport = "direct" if _aiohttp_available() else "httpx"
+        self.transport = transport  # direct (aiohttp, SDK semantics) | aiohttp | httpx (both through the SDK)
         self.observe_headers: Callable[[Any], None] | None = None  # set by the client (its pacer)
 
     def _client_for(self, endpoint: Endpoint) -> AsyncOpenAI:
         """Built on the first paid call: a fully cached re-run never sets up HTTP or TLS."""
+        if endpoint.client is None and self.transport == "direct":
+            from evolcoder.llm.direct_http import DirectHTTP
+
+            endpoint.client = AsyncOpenAI(base_url=endpoint.url, api_key=self._api_key, timeout=self._timeout_s,
+                                          max_retries=0)
+            endpoint.direct = DirectHTTP(endpoint.client, self._timeout_s, self._concurrency, self._observe)
         if endpoint.client is None:
             hooks = {"response": [self._on_response]}
             http = _http_client(self._timeout_s, self._concurrency, hooks) if self.transport == "aiohttp" else None
@@ -179,9 +188,12 @@ class OpenAIProvider:
         return self._client_for(self._endpoints[0])
 
     async def _on_response(self, response: Any) -> None:
+        self._observe(response.headers)
+
+    def _observe(self, headers: Any) -> None:
         observe = self.observe_headers
         if observe is not None:
-            observe(response.headers)
+            observe(headers)
 
     @classmethod
     def from_config(cls, cfg: LLMConfig) -> "OpenAIProvider":
@@ -240,7 +252,10 @@ class OpenAIProvider:
         """The JSON answer, with the SDK's errors translated into what the client acts on."""
         where = endpoint.where()
         try:
-            return await self._client_for(endpoint).post(route, body=body, cast_to=object)
+            client = self._client_for(endpoint)
+            if endpoint.direct is not None:
+                return await endpoint.direct.post(route, body)
+            return await client.post(route, body=body, cast_to=object)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise ConfigError(f"{where} rejected the API key from OPENAI_API_KEY "
                               f"(HTTP {exc.status_code}): {exc.message}") from exc
@@ -273,6 +288,8 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         for endpoint in self._endpoints:
+            if endpoint.direct is not None:
+                await endpoint.direct.aclose()
             if endpoint.client is not None:
                 await endpoint.client.close()
 
