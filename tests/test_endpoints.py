@@ -105,3 +105,30 @@ def test_base_url_lists_are_validated_naming_the_key(tmp_path: Path, value: obje
     params.write_text(yaml.safe_dump({"llm": {"provider": "openai", "base_url": value}}))
     with pytest.raises(ConfigError, match=re.escape(f"params: {key}:")):
         load_section(LLMConfig, "llm", params)
+
+
+def test_eval_generation_takes_the_same_list(tmp_path: Path) -> None:
+    """`generate.base_url` validates as a list, and raw completions spread over both servers."""
+    import yaml
+
+    from evolcoder.config import GenerateConfig
+    from evolcoder.llm.cache import CompletionCache
+    from evolcoder.llm.client import LLMClient
+    from evolcoder.llm.openai_provider import OpenAICompletionsProvider
+
+    with FakeServer(latency=0.05) as a, FakeServer(latency=0.05) as b:
+        params = tmp_path / "params.yaml"
+        params.write_text(yaml.safe_dump({"generate": {"backend": "openai", "base_url": [a.base_url, b.base_url]}}))
+        cfg = load_section(GenerateConfig, "generate", params)
+        provider = OpenAICompletionsProvider("fake", api_model="fake", base_url=cfg.base_url, concurrency=8)
+
+        async def go() -> list:
+            client = LLMClient(provider, CompletionCache(tmp_path / "cache.sqlite"), concurrency=8)
+            try:
+                return await asyncio.gather(*(client.complete(ChatRequest.user(f"def f{i}():")) for i in range(16)))
+            finally:
+                await client.aclose()
+
+        results = asyncio.run(go())
+        assert a.count("/v1/completions") > 0 and b.count("/v1/completions") > 0
+    assert len(results) == 16 and all(r.text for r in results)
