@@ -348,7 +348,8 @@ class RoundRunner:
                 self.verifier.close()
                 self.verifier = None
         start = time.perf_counter()
-        window = window or max(256, 4 * self.client.pacer.window.maximum)
+        pacer = getattr(self.client, "pacer", None)
+        window = window or max(256, 4 * (pacer.window.maximum if pacer is not None else 64))
         tally = Tally()
         bar = tqdm(total=total, desc=f"round {self.round}", unit="item", disable=not progress)
         try:
