@@ -123,6 +123,14 @@ def test_a_high_concurrency_round_paces_to_the_servers_rate_limit(tmp_path: Path
     with CompletionCache(tmp_path / "cache.sqlite") as cache:
         [row] = cache.stats("round@1")
     assert row["rate_limit_waits"] > 0 and row["rate_limit_wait_seconds"] > 0
+    from click.testing import CliRunner
+
+    from evolcoder.cli import main
+
+    shown = CliRunner().invoke(main, ["cache", "stats", "--cache", str(tmp_path / "cache.sqlite"),
+                                      "--params", str(tmp_path / "none.yaml")])
+    assert shown.exit_code == 0, shown.output
+    assert f"rate-limit waits: {row['rate_limit_waits']} requests paced" in shown.output
 
 
 def test_rpm_cap_paces_a_server_without_headers(tmp_path: Path) -> None:
