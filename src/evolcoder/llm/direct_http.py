@@ -9,7 +9,8 @@ the server, was what capped a round at ~750 requests/s.
 What is kept exactly:
 - the request: the same JSON body to `<base_url>/<route>`, `Authorization: Bearer <key>`,
   `OpenAI-Organization` / `OpenAI-Project` when the SDK would send them, JSON content type;
-  timeouts per connect and per read of `llm.timeout_s`, as the SDK's httpx timeout;
+  timeouts per connect and per read of `llm.timeout_s`, as the SDK's httpx timeout; the
+  SDK's CA bundle (`SSL_CERT_FILE` honoured) and proxies from the environment;
 - the answer: the body parsed as JSON, headers handed to the rate-limit pacer;
 - every failure is raised as the SDK's own exception: an HTTP error status goes through the
   SDK's `_make_status_error_from_response` (same class, message, `code` and body), a
@@ -56,9 +57,11 @@ class DirectHTTP:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # as the SDK's transport: its CA bundle (and SSL_CERT_FILE), proxies from the environment
+            ssl_context = httpx2.create_ssl_context(verify=True, trust_env=True)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit), timeout=self._timeout, headers=self._headers,
-                skip_auto_headers=("User-Agent",))
+                connector=aiohttp.TCPConnector(limit=self._limit, ssl=ssl_context), timeout=self._timeout,
+                headers=self._headers, skip_auto_headers=("User-Agent",), trust_env=True)
         return self._session
 
     async def post(self, route: str, body: dict[str, Any]) -> Any:
