@@ -139,7 +139,7 @@ class Window:
         self.threshold = float(maximum)  # slow start below it, additive increase above
         self.in_flight = 0
         self.epoch = 0  # bumped by every cut; a refusal from an older epoch cuts nothing
-        self.lowest = int(self.size)
+        self.lowest = maximum  # the smallest size a refusal cut it to (slow start is not a cut)
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self) -> int:
