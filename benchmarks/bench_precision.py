@@ -3,7 +3,7 @@
 `auto` precision picks bf16 only where the hardware has it natively; this prints whether
 that choice is right here. Both workloads run the one shared loop
 (`evolcoder.hf.generation.Generator`), as the stages do: the evolver's plain prompts with
-the candidate sampler (llm.temperature/top_p), and HumanEval completion prompts decoded
+the candidate sampler (evolver.temperature/top_p), and HumanEval completion prompts decoded
 greedily. Every configuration generates exactly the same number of tokens (EOS blocked,
 no stop strings), so tokens/s ratios compare equal work; configurations run in
 alternating order (ABBA) so drifting load on a shared machine spreads over all of them.

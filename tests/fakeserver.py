@@ -19,6 +19,12 @@ each chat request fail with probability `rate` with a fault drawn from `faults`;
 request until `recover()`. `Fault.drop()` closes the connection without a reply. Only
 non-empty 200 answers count as `completed` (what a test means by "paid for").
 
+`rate_limit(rpm)` enforces a requests-per-minute token bucket (one second of burst), as a
+provider does for an API key: every chat/completions answer carries OpenAI's
+`x-ratelimit-{limit,remaining,reset}-requests` headers, and a request over the limit gets
+a 429 with those headers and no `Retry-After` (counted in `refused`). `kill()` stops
+the server for good, dropping its open connections, as a crashed replica would.
+
 Use in-process::
 
     with FakeServer(latency=0.05) as srv:
@@ -237,6 +243,9 @@ class FakeServer:
         self.injected: Counter[str] = Counter()  # faults sent by chaos/outage mode, by kind
         self._chaos: tuple[float, list[Fault], random.Random] | None = None
         self._outage: tuple[Fault, int] | None = None  # (fault, answers still allowed before it starts)
+        self._bucket: list[float] | None = None  # [rpm, tokens, last refill (monotonic)]
+        self.refused = 0  # requests answered 429 by the rate limit
+        self.killed = False
         self._log = open(log_path, "a", encoding="utf-8") if log_path else None
         self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
@@ -257,6 +266,38 @@ class FakeServer:
         with self._lock:
             self._outage = (fault, after)
 
+    def rate_limit(self, rpm: float | None) -> None:
+        """Enforce `rpm` requests per minute (a bucket of one second's worth); None lifts it."""
+        with self._lock:
+            self._bucket = [float(rpm), rpm / 60.0, time.monotonic()] if rpm else None
+
+    def _admit(self) -> tuple[bool, dict[str, str]]:
+        """Take one request from the bucket: (admitted, OpenAI's rate-limit headers)."""
+        with self._lock:
+            if self._bucket is None:
+                return True, {}
+            rpm, tokens, last = self._bucket
+            now = time.monotonic()
+            rate = rpm / 60.0
+            tokens = min(rate, tokens + (now - last) * rate)  # capacity: one second of the rate
+            admitted = tokens >= 1.0
+            if admitted:
+                tokens -= 1.0
+            else:
+                self.refused += 1
+            self._bucket = [rpm, tokens, now]
+            reset_ms = int((rate - tokens) / rate * 1000)
+            return admitted, {"x-ratelimit-limit-requests": str(int(rpm)),
+                              "x-ratelimit-remaining-requests": str(int(tokens)),
+                              "x-ratelimit-reset-requests": f"{reset_ms}ms"}
+
+    def kill(self) -> None:
+        """Die like a crashed server: open connections are dropped, new ones refused."""
+        self.outage(Fault.drop_connection())
+        self.killed = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
     def recover(self) -> None:
         with self._lock:
             self._outage = None
@@ -276,7 +317,7 @@ class FakeServer:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"total": sum(self.paths.values()), "paths": dict(self.paths),
+            return {"total": sum(self.paths.values()), "paths": dict(self.paths), "refused": self.refused,
                     "completed": list(self.completed), "max_in_flight": self.max_in_flight,
                     "pending_faults": len(self._faults), "injected": dict(self.injected)}
 
@@ -295,8 +336,9 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if not self.killed:
+            self._httpd.shutdown()
+            self._httpd.server_close()
         if self._log:
             self._log.close()
 
@@ -422,6 +464,11 @@ class FakeServer:
                 chat = path.endswith("chat/completions")
                 messages: Messages = body.get("messages") or [
                     {"role": "user", "content": str(body.get("prompt", ""))}]
+                admitted, limits = server._admit()
+                if not admitted:
+                    self._json(429, {"error": {"message": "Rate limit reached for requests", "type": "requests",
+                                               "code": "rate_limit_exceeded"}}, limits)
+                    return None
                 fault = server._next_fault()
                 if isinstance(fault, str):
                     fault = Fault(text=fault)
@@ -458,10 +505,10 @@ class FakeServer:
                 if chat:
                     choice = {"index": 0, "finish_reason": fault.finish_reason,
                               "message": {"role": "assistant", "content": text}}
-                    self._json(200, {**common, "object": "chat.completion", "choices": [choice]})
+                    self._json(200, {**common, "object": "chat.completion", "choices": [choice]}, limits)
                 else:
                     choice = {"index": 0, "finish_reason": fault.finish_reason, "text": text, "logprobs": None}
-                    self._json(200, {**common, "object": "text_completion", "choices": [choice]})
+                    self._json(200, {**common, "object": "text_completion", "choices": [choice]}, limits)
                 return key if text.strip() else None
 
         return Handler
@@ -487,9 +534,9 @@ def fault_dicts(items: Iterable[Fault | str]) -> list[Any]:
 
 
 @contextlib.contextmanager
-def subprocess_server(latency: float = 0.0, log_path: str | None = None) -> Iterator[str]:
+def subprocess_server(latency: float = 0.0, log_path: str | None = None, rpm: float = 0.0) -> Iterator[str]:
     """Run this file as a separate process (its own core and GIL); yields the base URL."""
-    cmd = [sys.executable, __file__, "--port", "0", "--latency", str(latency)]
+    cmd = [sys.executable, __file__, "--port", "0", "--latency", str(latency), "--rpm", str(rpm)]
     if log_path:
         cmd += ["--log", log_path]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -547,8 +594,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per request")
     parser.add_argument("--log", default=None, help="append the key of every completed request here")
+    parser.add_argument("--rpm", type=float, default=0.0, help="enforce this many requests/min (429 beyond)")
     args = parser.parse_args(argv)
     server = FakeServer(latency=args.latency, host=args.host, port=args.port, log_path=args.log)
+    server.rate_limit(args.rpm or None)
     print(f"listening on http://{args.host}:{server.port}/v1", flush=True)
     try:
         server.serve_forever()

@@ -241,7 +241,7 @@ def test_sdk_default_httpx_transport_retries_the_same_way(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("status, words", [(401, "OPENAI_API_KEY"), (403, "OPENAI_API_KEY"),
-                                           (404, "llm.model")])
+                                           (404, "evolver.model")])
 def test_wrong_key_or_model_stops_with_a_config_error(tmp_path: Path, status: int, words: str) -> None:
     """Every request would fail alike, so the stage stops instead of failing each item."""
     with FakeServer() as server:
@@ -292,7 +292,7 @@ def test_unknown_host_names_dns(tmp_path: Path) -> None:
         finally:
             await client.aclose()
 
-    with pytest.raises(EndpointDown, match="cannot resolve the host of llm.base_url http://no-such-host.invalid"):
+    with pytest.raises(EndpointDown, match="cannot resolve the host of evolver.base_url http://no-such-host.invalid"):
         asyncio.run(go())
 
 

@@ -60,5 +60,5 @@ def test_a_shortfall_fails_naming_it() -> None:
     seed, rounds = _data()
     with pytest.raises(ConfigError, match=r"merge.match: samples needs 10 evolved records .* kept only 6 \(4 short\)"):
         merge(seed, [rounds[0][:6]], _checker(), build(MergeConfig, {"match": "samples"}, "merge"))
-    with pytest.raises(ConfigError, match="merge.match: must be null, samples or tokens"):
+    with pytest.raises(ConfigError, match="merge.match: must be one of .samples. or .tokens."):
         build(MergeConfig, {"match": "rows"}, "merge")

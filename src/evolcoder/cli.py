@@ -313,6 +313,9 @@ def cache_stats(cache_path: str | None, params: str, stage: str | None, as_json:
             if r[f"{label}_by_cause"]:
                 causes = ", ".join(f"{k} {v}" for k, v in r[f"{label}_by_cause"].items())
                 click.echo(f"{'':<14}   {label} by cause: {causes}")
+        if r.get("rate_limit_waits"):
+            click.echo(f"{'':<14}   rate-limit waits: {r['rate_limit_waits']} requests paced, "
+                       f"{r['rate_limit_wait_seconds']:.1f} s waiting for the provider's limits")
     if any("estimate" in r.get("cost_source", "") for r in rows):
         click.echo(f"~ estimated from {PRICE_TABLE_DATE} list prices; set llm.price_per_1k for your own")
 

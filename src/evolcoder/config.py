@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
@@ -45,7 +46,25 @@ def _nonblank(text: str) -> str:
     return text
 
 
+def _endpoints(value: str | list[str] | None) -> str | list[str] | None:
+    """One http(s) URL, or a non-empty list of distinct ones (replicas serving the same model)."""
+    if value is None:
+        return value
+    urls = [value] if isinstance(value, str) else value
+    if not urls:
+        raise ValueError("an empty list; give one URL, several, or null")
+    for i, url in enumerate(urls):
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            where = "" if isinstance(value, str) else f"item {i}: "
+            raise ValueError(f"{where}{url!r} is not an http(s) URL such as http://localhost:8000/v1")
+    if len(set(urls)) != len(urls):
+        raise ValueError("lists the same URL twice")
+    return value
+
+
 Benchmark = Annotated[str, AfterValidator(_known_benchmark)]
+BaseUrls = Annotated[str | list[str] | None, AfterValidator(_endpoints)]
 Text = Annotated[str, AfterValidator(_nonblank)]
 Weight = Annotated[float, Field(ge=0)]
 Share = Annotated[float, Field(gt=0, le=1)]
@@ -150,7 +169,10 @@ class EvolverConfig(Section):
         "Hugging Face model.")
     model: str = F("embedded:gemma-3-270m", "Model name at the endpoint, or `embedded:gemma-3-270m` / a model "
                    "directory / a hub id for transformers.")
-    base_url: str | None = F(None, "Endpoint base URL (vLLM, Ollama, llama.cpp...); null means OpenAI.")
+    base_url: BaseUrls = F(
+        None, "Endpoint base URL (vLLM, Ollama, llama.cpp...); null means OpenAI. A list of URLs serving the "
+        "same model spreads requests over them (fewest in flight first; a dead one is taken out of "
+        "rotation and retried later).")
     temperature: float = F(0.7, "Sampling temperature for evolution and answers.", ge=0, le=2)
     top_p: Share = F(0.95, "Nucleus sampling top_p.")
     max_tokens: int = F(256, "Max new tokens per completion (the paper preset: 2048).", ge=1)
@@ -196,6 +218,10 @@ class LLMTransport(Section):
                                 ge=1, le=50000)
     batch_max_mb: float = F(200.0, "Batch mode: size of one batch input file in MB (OpenAI's limit: 200).",
                             gt=0, le=200)
+    rpm: float = F(0.0, "Requests per minute to stay under (a provider's rate limit); 0 = only what the "
+                   "provider's x-ratelimit-* headers say.", ge=0)
+    tpm: float = F(0.0, "Tokens per minute to stay under (prompt + max_tokens per request, as OpenAI counts "
+                   "them); 0 = only what the provider's headers say.", ge=0)
     budget_usd: float | None = F(
         None, "Hard cap in USD on what one stage may spend on new (uncached) calls; the worst case of "
         "each request (prompt-token bound + max_tokens) is reserved before it is sent. "
@@ -360,7 +386,9 @@ class GenerateConfig(Section):
                          "`\\nclass `, `\\nif __name__`, `\\nprint(`, `\\n#`.")
     early_stop: bool = F(True, "Stop a sequence as soon as more tokens cannot change its post-processed code "
                          "(closed ```python block / stop string); scores are unchanged.")
-    base_url: str | None = F(None, "Endpoint for backend `openai`, e.g. http://localhost:8000/v1.")
+    base_url: BaseUrls = F(
+        None, "Endpoint for backend `openai`, e.g. http://localhost:8000/v1; a list of servers of the same "
+        "model spreads the requests over them (as evolver.base_url).")
     api_model: str | None = F(None, "Model name at the endpoint; null = the model argument as given.")
     api_key_env: str = F("OPENAI_API_KEY", "Environment variable holding the endpoint's API key.")
     concurrency: int = F(8, "Requests in flight (backend `openai`).", ge=1)

@@ -5,15 +5,17 @@ Kept apart from the runner so that `merge` reads rounds without importing the LL
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evolcoder.contracts import ROUND_FILES, ROUND_STATS, RoundStats
 from evolcoder.errors import DataError
-from evolcoder.jsonio import read_jsonl, write_jsonl
+from evolcoder.jsonio import atomic_open, dumps, read_jsonl, write_jsonl
 
 if TYPE_CHECKING:
-    from evolcoder.evolution.rounds import RoundResult
+    from evolcoder.evolution.rounds import Outcome, RoundResult
 
 
 def write_inactive(round_no: int, out_dir: str | Path) -> None:
@@ -32,6 +34,28 @@ def write_round(result: RoundResult, out_dir: str | Path) -> None:
     write_jsonl(out / "kept.jsonl", result.kept())
     write_jsonl(out / "pool.jsonl", result.pool())
     RoundStats.parse(result.stats(), out / ROUND_STATS).write(out / ROUND_STATS)
+
+
+@contextlib.contextmanager
+def round_writer(out_dir: str | Path) -> Iterator[Callable[[Outcome], None]]:
+    """Write a streamed round's outcomes, kept children and pool as each outcome comes.
+
+    Each file goes to a temporary sibling that is renamed into place only when the block
+    ends without an error (a failed or incomplete round leaves nothing behind); the caller
+    writes stats.json last, after this block.
+    """
+    out = Path(out_dir)
+    with contextlib.ExitStack() as stack:
+        outcomes, kept, pool = (stack.enter_context(atomic_open(out / name))
+                                for name in ("outcomes.jsonl", "kept.jsonl", "pool.jsonl"))
+
+        def emit(outcome: Outcome) -> None:
+            outcomes.write(dumps(outcome.record()) + "\n")
+            if outcome.child is not None:
+                kept.write(dumps(outcome.child) + "\n")
+            pool.write(dumps(outcome.child if outcome.child is not None else outcome.item) + "\n")
+
+        yield emit
 
 
 def is_marker(records: list[dict[str, Any]]) -> bool:

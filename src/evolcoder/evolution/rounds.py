@@ -20,6 +20,7 @@ import hashlib
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,104 @@ class Outcome:
         return out
 
 
+class Tally:
+    """A round's figures, added up one outcome at a time.
+
+    The streaming round never holds its outcomes, so its stats are sums kept as they
+    pass; the in-memory `RoundResult` adds its list through the same tally, so both write
+    the same bytes.
+    """
+
+    def __init__(self) -> None:
+        self.items = 0
+        self.statuses: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.methods: Counter[str] = Counter()
+        self.failed_causes: Counter[str] = Counter()
+        self.transient_causes: Counter[str] = Counter()
+        self.first_transient: str | None = None
+        self.permanent = 0
+        self.kept_words = 0
+        self.pool_words = 0
+        self.verdicts = 0
+        self.verify_statuses: Counter[str] = Counter()
+        self.verify_passed = 0
+        self.reanswers = 0
+        self.killed = 0
+        self.mutants = 0  # runnable mutants of answers that had any
+
+    def add(self, o: Outcome) -> None:
+        self.items += 1
+        self.statuses[o.status] += 1
+        self.methods[o.method] += 1
+        self.reanswers += o.reanswers
+        if o.status == "eliminated":
+            self.reasons[o.rule or o.reason] += 1
+        if o.status == "failed":
+            self.failed_causes[o.cause or "error"] += 1
+            self.permanent += o.permanent
+            if not o.permanent:
+                self.transient_causes[o.cause or "error"] += 1
+                self.first_transient = self.first_transient or o.reason or ""
+        if o.child is not None:
+            self.kept_words += len(o.child["instruction"].split())
+        self.pool_words += len((o.child if o.child is not None else o.item)["instruction"].split())
+        if o.verdict is not None:
+            self.verdicts += 1
+            self.verify_statuses[o.verdict.status] += 1
+            self.verify_passed += o.verdict.passed
+            if o.verdict.mutant_details:
+                self.killed += o.verdict.killed
+                self.mutants += o.verdict.mutants
+
+    def stats(self, round_no: int, wall_s: float, usage: dict[str, Any], verifying: bool) -> dict[str, Any]:
+        kept = self.statuses["kept"]
+        return {
+            "round": round_no,
+            "active": True,
+            "items_in": self.items,
+            "kept": kept,
+            "eliminated": self.statuses["eliminated"],
+            "failed": self.statuses["failed"],
+            "eliminated_by_reason": dict(sorted(self.reasons.items())),
+            "failed_permanent": self.permanent,
+            "failed_by_cause": dict(sorted(self.failed_causes.items())),
+            "methods": dict(sorted(self.methods.items())),
+            "mean_instruction_words": round(self.kept_words / kept, 2) if kept else 0.0,
+            "mean_pool_instruction_words": round(self.pool_words / max(1, self.items), 2),
+            "wall_s": round(wall_s, 3),
+            **{f"llm_{k}": v for k, v in usage.items()},
+            **(self.verify_stats() if verifying else {}),
+        }
+
+    def verify_stats(self) -> dict[str, Any]:
+        """Verification figures, only when the round verified (a round without it keeps its bytes)."""
+        return {
+            "verify_items": self.verdicts,
+            "verify_by_status": dict(sorted(self.verify_statuses.items())),
+            "verify_reanswers": self.reanswers,
+            "verified_fraction": round(self.verify_passed / self.verdicts, 4) if self.verdicts else 0.0,
+            "mutant_kill_rate": round(self.killed / self.mutants, 4) if self.mutants else None,
+        }
+
+    def incomplete(self, round_no: int, max_failed_fraction: float = 0.0) -> str | None:
+        """Why this round must not be written as done, or None when it may be.
+
+        Transient failures beyond `max_failed_fraction` of the items make it incomplete;
+        permanent ones (rejected requests) are counted and reported but never retried.
+        """
+        transient = sum(self.transient_causes.values())
+        if not transient or transient <= max_failed_fraction * self.items:
+            return None
+        why = ", ".join(f"{cause} {n}" for cause, n in self.transient_causes.most_common())
+        return (f"round {round_no}: {transient} of {self.items} items failed after retries "
+                f"({why}; e.g. {self.first_transient})"
+                + (f", and {self.permanent} were rejected by the endpoint" if self.permanent else "")
+                + ". Nothing was written. Every answered request is cached, so a re-run (`dvc repro`) "
+                f"retries only the {transient} failed items; llm.max_failed_fraction="
+                f"{max_failed_fraction} allows no more than {int(max_failed_fraction * self.items)}.")
+
+
 @dataclass
 class RoundResult:
     round: int
@@ -97,64 +196,37 @@ class RoundResult:
     def kept(self) -> list[dict[str, Any]]:
         return [o.child for o in self.outcomes if o.child is not None]
 
+    def tally(self) -> Tally:
+        tally = Tally()
+        for outcome in self.outcomes:
+            tally.add(outcome)
+        return tally
+
     def stats(self) -> dict[str, Any]:
-        statuses = Counter(o.status for o in self.outcomes)
-        reasons = Counter(o.rule or o.reason for o in self.outcomes if o.status == "eliminated")
-        kept = self.kept()
-        failed = [o for o in self.outcomes if o.status == "failed"]
-        return {
-            "round": self.round,
-            "active": True,
-            "items_in": len(self.outcomes),
-            "kept": statuses["kept"],
-            "eliminated": statuses["eliminated"],
-            "failed": statuses["failed"],
-            "eliminated_by_reason": dict(sorted(reasons.items())),
-            "failed_permanent": sum(o.permanent for o in failed),
-            "failed_by_cause": dict(sorted(Counter(o.cause or "error" for o in failed).items())),
-            "methods": dict(sorted(Counter(o.method for o in self.outcomes).items())),
-            "mean_instruction_words": round(sum(len(c["instruction"].split()) for c in kept) / len(kept), 2)
-            if kept else 0.0,
-            "mean_pool_instruction_words": round(
-                sum(len(p["instruction"].split()) for p in self.pool()) / max(1, len(self.outcomes)), 2),
-            "wall_s": round(self.wall_s, 3),
-            **{f"llm_{k}": v for k, v in self.usage.items()},
-            **self.verify_stats(),
-        }
+        return self.tally().stats(self.round, self.wall_s, self.usage, self.verifying)
 
     def verify_stats(self) -> dict[str, Any]:
-        """Verification figures, only when the round verified (a round without it keeps its bytes)."""
-        verdicts = [o.verdict for o in self.outcomes if o.verdict is not None]
-        if not self.verifying:
-            return {}
-        mutated = [v for v in verdicts if v.mutant_details]
-        runnable = sum(v.mutants for v in mutated)
-        return {
-            "verify_items": len(verdicts),
-            "verify_by_status": dict(sorted(Counter(v.status for v in verdicts).items())),
-            "verify_reanswers": sum(o.reanswers for o in self.outcomes),
-            "verified_fraction": round(sum(v.passed for v in verdicts) / len(verdicts), 4) if verdicts else 0.0,
-            "mutant_kill_rate": round(sum(v.killed for v in mutated) / runnable, 4) if runnable else None,
-        }
+        return self.tally().verify_stats() if self.verifying else {}
 
     def incomplete(self, max_failed_fraction: float = 0.0) -> str | None:
-        """Why this round must not be written as done, or None when it may be.
+        return self.tally().incomplete(self.round, max_failed_fraction)
 
-        Transient failures beyond `max_failed_fraction` of the items make it incomplete;
-        permanent ones (rejected requests) are counted and reported but never retried.
-        """
-        transient = [o for o in self.outcomes if o.status == "failed" and not o.permanent]
-        if not transient or len(transient) <= max_failed_fraction * len(self.outcomes):
-            return None
-        causes = Counter(o.cause or "error" for o in transient)
-        why = ", ".join(f"{cause} {n}" for cause, n in causes.most_common())
-        permanent = len([o for o in self.outcomes if o.permanent])
-        return (f"round {self.round}: {len(transient)} of {len(self.outcomes)} items failed after retries "
-                f"({why}; e.g. {transient[0].reason})"
-                + (f", and {permanent} were rejected by the endpoint" if permanent else "")
-                + ". Nothing was written. Every answered request is cached, so a re-run (`dvc repro`) "
-                f"retries only the {len(transient)} failed items; llm.max_failed_fraction="
-                f"{max_failed_fraction} allows no more than {int(max_failed_fraction * len(self.outcomes))}.")
+
+@dataclass
+class StreamedRound:
+    """What a streamed round leaves once its outcomes are written: the tally, not the items."""
+
+    round: int
+    tally: Tally
+    usage: dict[str, Any]
+    wall_s: float
+    verifying: bool
+
+    def stats(self) -> dict[str, Any]:
+        return self.tally.stats(self.round, self.wall_s, self.usage, self.verifying)
+
+    def incomplete(self, max_failed_fraction: float = 0.0) -> str | None:
+        return self.tally.incomplete(self.round, max_failed_fraction)
 
 
 class RoundRunner:
@@ -249,7 +321,18 @@ class RoundRunner:
                        reanswers=reanswers)
 
     async def run(self, items: list[dict[str, Any]], progress: bool = True) -> RoundResult:
-        """All items concurrently (the client bounds what is in flight); results in input order.
+        """All items (the client bounds what is in flight); results in input order, in memory."""
+        outcomes: list[Outcome] = []
+        done = await self.stream(items, outcomes.append, progress=progress, total=len(items))
+        return RoundResult(self.round, outcomes, usage=done.usage, wall_s=done.wall_s, verifying=done.verifying)
+
+    async def stream(self, items: Iterable[dict[str, Any]], emit: Callable[[Outcome], None], *,
+                     progress: bool = True, total: int | None = None, window: int = 0) -> StreamedRound:
+        """Evolve `items` as they are read, handing each outcome to `emit` in input order.
+
+        At most `window` items (default: 4 x llm.concurrency, at least 256) are between being
+        read and being emitted, so memory stays flat however many items there are; a slow
+        item holds back only the window behind it, never the requests in flight.
 
         When the call budget runs out, requests already in flight still finish and are
         cached before the round stops, so nothing that was paid for is thrown away. When
@@ -259,39 +342,77 @@ class RoundRunner:
         if self.plan.verify is not None and self.verifier is None:  # a caller without a sandbox of its own
             self.verifier = Verifier.start(self.plan.verify, workers=2)
             try:
-                return await self.run(items, progress)
+                return await self.stream(items, emit, progress=progress, total=total, window=window)
             finally:
                 self.verifier.close()
                 self.verifier = None
         start = time.perf_counter()
-        outcomes: list[Outcome | None] = [None] * len(items)
+        pacer = getattr(self.client, "pacer", None)
+        window = window or max(256, 4 * (pacer.window.maximum if pacer is not None else 64))
+        tally = Tally()
+        bar = tqdm(total=total, desc=f"round {self.round}", unit="item", disable=not progress)
+        try:
+            stopped = await self._windowed(iter(items), window, tally, emit, bar)
+        finally:
+            bar.close()
+        if stopped:
+            raise BudgetExhausted(f"{stopped[0]}; round {self.round}: {tally.items} of {total or 'the'} items "
+                                  "finished and cached; re-run with a higher llm.max_calls to continue")
+        return StreamedRound(self.round, tally, self.client.usage(), time.perf_counter() - start,
+                             self.verifier is not None)
+
+    async def _windowed(self, items: Iterator[dict[str, Any]], window: int, tally: Tally,
+                        emit: Callable[[Outcome], None], bar: Any) -> list[BudgetExhausted]:
+        """Keep up to `window` items between read and written; emit finished ones in input order."""
+        finished: asyncio.Queue[tuple[int, Outcome | BaseException]] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+        waiting: dict[int, Outcome | None] = {}
         stopped: list[BudgetExhausted] = []
-        bar = tqdm(total=len(items), desc=f"round {self.round}", unit="item", disable=not progress)
+        started = written = 0
+        exhausted = False
 
         async def one(index: int, item: dict[str, Any]) -> None:
             try:
-                outcomes[index] = await self.evolve_item(item)
-            except BudgetExhausted as exc:
-                stopped.append(exc)
-            bar.update()
+                finished.put_nowait((index, await self.evolve_item(item)))
+            except Exception as exc:  # the loop below re-raises it (a budget stop only ends the round)
+                finished.put_nowait((index, exc))
 
-        tasks = [asyncio.ensure_future(one(i, item)) for i, item in enumerate(items)]
         try:
-            await asyncio.gather(*tasks)
-        except EndpointDown as exc:
-            answered = sum(o is not None and o.status != "failed" for o in outcomes)
-            raise EndpointDown(f"round {self.round} stopped: {exc}. Nothing was written; {answered} of "
-                               f"{len(items)} items were answered and are cached, so a re-run once the "
-                               f"endpoint is back retries only the other {len(items) - answered}.") from exc
+            while True:
+                while not exhausted and started - written < window:
+                    item = next(items, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    task = asyncio.ensure_future(one(started, item))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    started += 1
+                if written == started:
+                    return stopped
+                index, result = await finished.get()
+                bar.update()
+                if isinstance(result, BudgetExhausted):
+                    stopped.append(result)
+                    result = None
+                elif isinstance(result, BaseException):
+                    raise self._stopped(result, tally, started) from result
+                waiting[index] = result
+                while written in waiting:
+                    outcome = waiting.pop(written)
+                    if outcome is not None:
+                        tally.add(outcome)
+                        emit(outcome)
+                    written += 1
         finally:
-            for task in tasks:
+            for task in list(tasks):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            bar.close()
-        if stopped:
-            done = sum(o is not None for o in outcomes)
-            raise BudgetExhausted(f"{stopped[0]}; round {self.round}: {done} of {len(items)} items finished "
-                                  "and cached; re-run with a higher llm.max_calls to continue")
-        return RoundResult(self.round, [o for o in outcomes if o is not None],
-                           usage=self.client.usage(), wall_s=time.perf_counter() - start,
-                           verifying=self.verifier is not None)
+
+    def _stopped(self, exc: BaseException, tally: Tally, started: int) -> BaseException:
+        if not isinstance(exc, EndpointDown):
+            return exc
+        answered = tally.items - tally.statuses["failed"]
+        return EndpointDown(f"round {self.round} stopped: {exc}. Nothing was written; {answered} items were "
+                            f"answered and are cached (of {started} started), so a re-run once the endpoint "
+                            "is back retries only the rest.")

@@ -7,6 +7,7 @@ backend is a single async method.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -85,11 +86,12 @@ class TransientError(RuntimeError):
     """
 
     def __init__(self, message: str, retry_after: float | None = None, *, cause: str = "server_error",
-                 unreachable: bool = False) -> None:
+                 unreachable: bool = False, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.cause = cause
         self.unreachable = unreachable
+        self.headers = headers  # the refusal's HTTP headers (x-ratelimit-*), for the pacer
 
 
 class PermanentError(RuntimeError):

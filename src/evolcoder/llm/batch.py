@@ -75,7 +75,7 @@ class Batcher:
     def __init__(self, client: LLMClient, cfg: LLMConfig, progress: bool = True) -> None:
         api = getattr(client.provider, "client", None)
         if not isinstance(api, openai.AsyncOpenAI):
-            raise ConfigError(f"params: llm.mode: batch needs llm.provider openai (an OpenAI-compatible "
+            raise ConfigError(f"params: llm.mode: batch needs evolver.provider openai (an OpenAI-compatible "
                               f"endpoint with /v1/batches); {client.provider.name} answers in-process")
         self.client = client
         self.cfg = cfg

@@ -52,6 +52,7 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             finished REAL NOT NULL, requests INTEGER NOT NULL, cache_hits INTEGER NOT NULL,
             failures INTEGER NOT NULL)"""]),
     ("m002_calls_cause_and_retries", ["ADD COLUMN calls.cause TEXT", "ADD COLUMN calls.retries TEXT"]),
+    ("m003_calls_rate_limit_wait", ["ADD COLUMN calls.wait_s REAL"]),
 ]
 
 
@@ -108,15 +109,16 @@ class CallLog:
     time: float = 0.0
     cause: str | None = None  # one word: rate_limit, server_error, timeout, refused, empty, ...
     retries: str | None = None  # JSON {cause: count} of the attempts that were retried
+    wait_s: float = 0.0  # seconds spent waiting for the rate-limit buckets (not in latency_s)
 
     def row(self) -> tuple[Any, ...]:
         return (self.time or time.time(), self.stage, self.provider, self.model, self.key,
                 int(self.cached), self.prompt_tokens, self.completion_tokens, self.latency_s,
-                self.attempts, self.error, self.cause, self.retries)
+                self.attempts, self.error, self.cause, self.retries, self.wait_s or None)
 
 
 _INSERT_CALL = ("INSERT INTO calls (time, stage, provider, model, key, cached, prompt_tokens, "
-                "completion_tokens, latency_s, attempts, error, cause, retries) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+                "completion_tokens, latency_s, attempts, error, cause, retries, wait_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _BLANK = "char(32, 9, 10, 13)"  # what Python's str.strip() removes from model text, in SQL
 # A real answer replaces an empty one stored by an older version; a real one is never replaced.
 _UPSERT = ("INSERT INTO completions VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
@@ -235,7 +237,8 @@ class CompletionCache:
                 " SUM(CASE WHEN cached=0 THEN prompt_tokens ELSE 0 END),"
                 " SUM(CASE WHEN cached=0 THEN completion_tokens ELSE 0 END),"
                 " SUM(CASE WHEN cached=1 THEN prompt_tokens + completion_tokens ELSE 0 END),"
-                " SUM(CASE WHEN cached=0 THEN latency_s ELSE 0 END), MIN(time), MAX(time)"
+                " SUM(CASE WHEN cached=0 THEN latency_s ELSE 0 END), MIN(time), MAX(time),"
+                " SUM(wait_s > 0), SUM(COALESCE(wait_s, 0))"
                 f" FROM calls {where} GROUP BY stage, provider, model ORDER BY MIN(time)", args).fetchall()
             causes = self._db.execute(f"SELECT stage, model, cause, retries FROM calls {where}"
                                       f"{' AND' if where else ' WHERE'} cached=0 AND"
@@ -243,7 +246,8 @@ class CompletionCache:
             runs = dict(((r[0]), r[1:]) for r in self._db.execute(
                 f"SELECT stage, COUNT(*), SUM(finished - started) FROM runs {where} GROUP BY stage", args))
         names = ("stage", "provider", "model", "requests", "cache_hits", "failures", "retries", "prompt_tokens",
-                 "completion_tokens", "saved_tokens", "request_seconds", "first", "last")
+                 "completion_tokens", "saved_tokens", "request_seconds", "first", "last", "rate_limit_waits",
+                 "rate_limit_wait_seconds")
         out = [dict(zip(names, r)) for r in rows]
         for row in out:
             failures: Counter[str] = Counter()
@@ -259,6 +263,8 @@ class CompletionCache:
             count, wall = runs.get(row["stage"], (0, 0.0))
             row["runs"], row["wall_seconds"] = count, round(wall or 0.0, 3)
             row["request_seconds"] = round(row["request_seconds"] or 0.0, 3)
+            row["rate_limit_waits"] = int(row["rate_limit_waits"] or 0)
+            row["rate_limit_wait_seconds"] = round(row["rate_limit_wait_seconds"] or 0.0, 3)
         return out
 
     def count_completions(self) -> int:

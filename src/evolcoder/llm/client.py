@@ -14,6 +14,12 @@ key, unknown model, wrong route), and `EndpointDown` when the endpoint refuses
 connections before answering anything, or when `llm.max_consecutive_failures` requests in
 a row failed (a circuit breaker, so an outage costs seconds, not hours of retries).
 
+Rate limits are paced, not retried into (`evolcoder.llm.ratelimit`): before each attempt
+the client waits for a slot in an adaptive concurrency window and for the request and
+token buckets that `llm.rpm` / `llm.tpm` and the provider's `x-ratelimit-*` headers set.
+A rate-limit 429 halves the window and empties the bucket; the retry then waits for the
+bucket rather than for an exponential backoff. Time spent waiting is logged per call.
+
 Only real answers are cached: an empty completion is never stored, so a glitch is
 retried on the next run rather than served from the cache for good.
 """
@@ -37,6 +43,7 @@ from evolcoder.llm.base import (TRANSPORT_CAUSES, ChatRequest, Completion, Endpo
 from evolcoder.llm.budget import Budget
 from evolcoder.llm.cache import CallLog, CompletionCache
 from evolcoder.llm.defer import Deferrals
+from evolcoder.llm.ratelimit import Pacer
 
 __all__ = ["BudgetExhausted", "CallResult", "EndpointDown", "LLMClient", "LLMError", "RequestFailed",
            "estimate_cost", "make_client", "price_for"]
@@ -61,7 +68,7 @@ class LLMClient:
     def __init__(self, provider: Provider, cache: CompletionCache, *, concurrency: int = 8,
                  max_attempts: int = 6, max_calls: int = 0, stage: str = "",
                  price_per_1k: dict[str, float] | None = None, backoff_s: float = 1.0,
-                 max_consecutive_failures: int = 10) -> None:
+                 max_consecutive_failures: int = 10, pacer: Pacer | None = None) -> None:
         self.provider = provider
         self.cache = cache
         self.stage = stage
@@ -70,7 +77,10 @@ class LLMClient:
         self.price_per_1k = price_per_1k
         self.backoff_s = backoff_s
         self.max_consecutive_failures = max_consecutive_failures
-        self._sem = asyncio.Semaphore(concurrency)
+        self.pacer = pacer or Pacer(concurrency)
+        self._window = self.pacer.window
+        if hasattr(provider, "observe_headers"):  # every answer's x-ratelimit-* headers feed the buckets
+            provider.observe_headers = self.pacer.observe  # type: ignore[attr-defined]
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
         self._jitter = random.Random()
         self._opened = time.time()
@@ -126,7 +136,8 @@ class LLMClient:
         return CallResult(hit.text, hit.prompt_tokens, hit.completion_tokens, True, latency, hit.finish_reason)
 
     async def _paid(self, key: str, request: ChatRequest, start: float) -> CallResult:
-        async with self._sem:
+        await self._window.acquire()
+        try:
             began = time.perf_counter()  # request latency: from here, not from waiting for a slot
             hit = self.cache.get(key)  # another process may have paid while we queued
             if hit is not None:
@@ -140,33 +151,45 @@ class LLMClient:
             reserved = self.budget.reserve([request]) if self.budget is not None else 0.0
             self._usage["requests"] += 1
             try:
-                completion, attempts, retries = await self._attempts(key, request, began)
+                completion, attempts, retries, waited = await self._attempts(key, request, began)
             except BaseException:
                 if self.budget is not None:
                     self.budget.release(reserved)
                 raise
             if self.budget is not None:
                 self.budget.settle(reserved, [completion])
+        finally:
+            self._window.release()
         latency = time.perf_counter() - began
         self._answered += 1
         self._failed_in_a_row = 0
+        self.pacer.succeeded()
         self._usage["prompt_tokens"] += completion.prompt_tokens
         self._usage["completion_tokens"] += completion.completion_tokens
         self.cache.put(key, self.provider.name, self.provider.model, request, completion,
                        CallLog(self.stage, self.provider.name, self.provider.model, key, False,
                                completion.prompt_tokens, completion.completion_tokens, latency, attempts,
-                               retries=_causes_json(retries)))
+                               retries=_causes_json(retries), wait_s=waited))
         return CallResult(completion.text, completion.prompt_tokens, completion.completion_tokens,
                           False, latency, completion.finish_reason)
 
-    async def _attempts(self, key: str, request: ChatRequest, began: float) -> tuple[Completion, int, Counter[str]]:
-        """Call the provider until it answers, retrying transient failures; raise on giving up."""
+    async def _attempts(self, key: str, request: ChatRequest,
+                        began: float) -> tuple[Completion, int, Counter[str], float]:
+        """Call the provider until it answers, retrying transient failures; raise on giving up.
+
+        Each attempt first waits for the rate buckets (the seconds are returned, for the log).
+        """
         retries: Counter[str] = Counter()
         attempts = 0
+        waited = 0.0
+        pacer = self.pacer
         while True:
             attempts += 1
+            if pacer.paced:
+                waited += await pacer.ready(request.messages, request.max_tokens)
+            epoch = self._window.epoch
             try:
-                return await self.provider.complete(request), attempts, retries
+                return await self.provider.complete(request), attempts, retries, waited
             except TransientError as exc:
                 if exc.unreachable and not self._answered and self.max_consecutive_failures:
                     raise self._failed(key, began, attempts, retries, exc.cause, exc, self._trip(
@@ -177,6 +200,10 @@ class LLMClient:
                 retries[exc.cause] += 1
                 self._usage["retries"] += 1
                 self._causes["retries"][exc.cause] += 1
+                if exc.cause == "rate_limit":
+                    pacer.refused(epoch, exc.headers, exc.retry_after)
+                    if pacer.paced:  # the bucket now knows when the next request may go
+                        continue
                 await asyncio.sleep(self._delay(attempts, exc.retry_after))
             except asyncio.CancelledError:
                 raise
@@ -238,6 +265,8 @@ class LLMClient:
         out["failures_by_cause"] = dict(sorted(self._causes["failures"].items()))
         out["retries_by_cause"] = dict(sorted(self._causes["retries"].items()))
         out.update(getattr(self.provider, "info", dict)())  # e.g. the evolver's resolved dtype
+        if self.pacer.adaptive or self.pacer.paced or self.pacer.refusals:
+            out.update(self.pacer.info())
         if self.price_per_1k:
             out["est_cost"] = estimate_cost(out["prompt_tokens"], out["completion_tokens"], self.price_per_1k)
         return out
@@ -313,9 +342,9 @@ def cache_location(cfg: LLMConfig, cwd: str | Path | None = None) -> str:
 
 
 def make_provider(cfg: LLMConfig, model_path: str | None = None) -> Provider:
-    """The backend named by `llm.provider` (imported lazily: torch is slow to import).
+    """The backend named by `evolver.provider` (imported lazily: torch is slow to import).
 
-    `model_path` (a materialised model directory) replaces `llm.model` for the in-process
+    `model_path` (a materialised model directory) replaces `evolver.model` for the in-process
     transformers provider; an HTTP endpoint names its model itself, so openai ignores it.
     """
     if cfg.provider == "openai":
@@ -336,9 +365,10 @@ def make_client(cfg: LLMConfig, *, stage: str = "", cache_path: str | None = Non
     except BaseException:
         cache.close()
         raise
+    pacer = Pacer(cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, adaptive=backend.name.startswith("openai"))
     client = LLMClient(backend, cache, concurrency=cfg.concurrency, max_attempts=cfg.max_attempts,
                        max_calls=cfg.max_calls, stage=stage, price_per_1k=cfg.price_per_1k,
-                       backoff_s=cfg.backoff_s, max_consecutive_failures=cfg.max_consecutive_failures)
+                       backoff_s=cfg.backoff_s, max_consecutive_failures=cfg.max_consecutive_failures, pacer=pacer)
     try:
         client.budget = Budget.from_config(cfg, stage)
     except BaseException:

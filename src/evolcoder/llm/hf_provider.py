@@ -11,7 +11,7 @@ without one gets a plain completion prompt with one worked example (instruction 
 response) and generation stops at the next `### Instruction:` or `### Response:` marker
 (a base model asked to rewrite a question otherwise goes on to answer it).
 
-Precision: `llm.dtype: auto` runs bf16 only where the hardware has it natively, else fp32
+Precision: `evolver.dtype: auto` runs bf16 only where the hardware has it natively, else fp32
 (fp16 on GPUs without bf16). Numerics decide the sampled texts, so the cache's model name
 carries the weights' hash, the prompt format's version and the resolved dtype: a cached
 bf16 completion is never served to an fp32 run, nor a stale one after a format change.
@@ -70,7 +70,7 @@ class _Pending:
 
 
 class HFProvider:
-    """`llm.provider: transformers`: one model loaded once per process."""
+    """`evolver.provider: transformers`: one model loaded once per process."""
 
     name = "transformers"
 

@@ -16,6 +16,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -23,7 +24,8 @@ from openai import AsyncOpenAI
 
 from evolcoder.config import LLMConfig
 from evolcoder.errors import ConfigError
-from evolcoder.llm.base import ChatRequest, Completion, EndpointDown, PermanentError, TransientError
+from evolcoder.llm.base import (TRANSPORT_CAUSES, ChatRequest, Completion, EndpointDown, PermanentError,
+                                TransientError)
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
 # Transport errors (aiohttp, httpx) that mean "the connection broke", whatever the SDK calls them:
@@ -62,15 +64,16 @@ def api_key_for(base_url: str | None) -> str:
         return key
     if base_url:
         return "EMPTY"
-    raise ConfigError("OPENAI_API_KEY is not set: export it to call OpenAI, or set llm.base_url "
+    raise ConfigError("OPENAI_API_KEY is not set: export it to call OpenAI, or set evolver.base_url "
                       "to a local OpenAI-compatible server (vLLM, Ollama, llama.cpp) that needs no key")
 
 
-def _http_client(timeout_s: float, concurrency: int) -> Any:
+def _http_client(timeout_s: float, concurrency: int, hooks: dict[str, list[Any]]) -> Any:
     """The SDK's aiohttp transport when `aiohttp` is installed, else None (its httpx default).
 
     aiohttp's C parser and single-write requests cost about a quarter less CPU per call
     than the default transport, which is what bounds throughput at high concurrency.
+    `hooks` are httpx event hooks (the rate-limit headers of every answer).
     """
     factory = getattr(openai, "DefaultAioHttpClient", None)
     limits_type = type(getattr(openai, "DEFAULT_CONNECTION_LIMITS", None))
@@ -80,7 +83,7 @@ def _http_client(timeout_s: float, concurrency: int) -> Any:
         import aiohttp  # noqa: F401
 
         limits = limits_type(max_connections=max(100, concurrency), max_keepalive_connections=max(20, concurrency))
-        return factory(timeout=timeout_s, limits=limits)
+        return factory(timeout=timeout_s, limits=limits, event_hooks=hooks)
     except (ImportError, RuntimeError, TypeError):
         return None
 
@@ -93,31 +96,104 @@ def _aiohttp_available() -> bool:
     return hasattr(openai, "DefaultAioHttpClient")
 
 
+RETIRE_AFTER = 3  # transport failures in a row that take an endpoint out of rotation (refused: at once)
+COOLDOWN_S = (1.0, 30.0)  # first and longest pause before a retired endpoint is tried again
+
+
+class Endpoint:
+    """One server of a `base_url` list: its own SDK client, requests in flight and circuit breaker."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.client: AsyncOpenAI | None = None
+        self.direct: Any = None  # DirectHTTP when the transport is "direct"
+        self.in_flight = 0
+        self.answered = 0
+        self.failed_in_a_row = 0
+        self.retired_until = 0.0  # monotonic time before which it is out of rotation
+        self.cooldown = COOLDOWN_S[0]
+        self.retirements = 0
+
+    def where(self) -> str:
+        return self.url or "api.openai.com"
+
+    def failed(self, exc: TransientError, now: float) -> None:
+        """A transport failure: out of rotation after `RETIRE_AFTER` in a row, or at once when refused."""
+        self.failed_in_a_row += 1
+        if exc.unreachable or self.failed_in_a_row >= RETIRE_AFTER:
+            self.retired_until = now + self.cooldown
+            self.cooldown = min(COOLDOWN_S[1], self.cooldown * 2)
+            self.retirements += 1
+
+    def worked(self) -> None:
+        self.answered += 1
+        if self.failed_in_a_row:
+            self.failed_in_a_row = 0
+            self.cooldown = COOLDOWN_S[0]
+
+
 class OpenAIProvider:
-    """One `AsyncOpenAI` client with a connection pool sized for `llm.concurrency`."""
+    """`AsyncOpenAI` clients (one per endpoint) with connection pools sized for `llm.concurrency`.
+
+    With several endpoints (a `base_url` list: replicas of one model), each request goes to
+    the endpoint in rotation with the fewest requests in flight. A transport failure
+    (refused, reset, timeout, 5xx) counts against that endpoint alone; a refused connection
+    or `RETIRE_AFTER` failures in a row take it out of rotation for a cooldown that doubles
+    while it stays dead (then one request probes it). The failed request is handed back
+    as retryable at once (`retry_after=0`), so the client's retry goes to a live endpoint;
+    only when every endpoint is out does the error reach the client's breaker as it is,
+    which stops the stage as with one server. Which endpoint answered is in no cache key.
+    """
 
     name = "openai"
-    params_keys = ("llm.model", "llm")  # what an error message names
+    params_keys = ("evolver.model", "evolver")  # what an error message names
 
-    def __init__(self, model: str, *, base_url: str | None = None, timeout_s: float = 120.0,
+    def __init__(self, model: str, *, base_url: str | list[str] | None = None, timeout_s: float = 120.0,
                  concurrency: int = 8, transport: str = "auto", api_key: str | None = None) -> None:
         self.model = model
-        self._base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+        urls = urls or [os.environ.get("OPENAI_BASE_URL") or None]  # type: ignore[list-item]
+        self._endpoints = [Endpoint(url) for url in urls]
+        self._base_url = urls[0]
         self._api_key = api_key or api_key_for(self._base_url)  # fail before any work, not at the first miss
         self._timeout_s = timeout_s
         self._concurrency = concurrency
-        self.transport = "aiohttp" if transport == "auto" and _aiohttp_available() else "httpx"
-        self._client: AsyncOpenAI | None = None
+        if transport == "auto":
+            transport = "direct" if _aiohttp_available() else "httpx"
+        self.transport = transport  # direct (aiohttp, SDK semantics) | aiohttp | httpx (both through the SDK)
+        self.observe_headers: Callable[[Any], None] | None = None  # set by the client (its pacer)
+
+    def _client_for(self, endpoint: Endpoint) -> AsyncOpenAI:
+        """Built on the first paid call: a fully cached re-run never sets up HTTP or TLS."""
+        if endpoint.client is None and self.transport == "direct":
+            from evolcoder.llm.direct_http import DirectHTTP
+
+            endpoint.client = AsyncOpenAI(base_url=endpoint.url, api_key=self._api_key, timeout=self._timeout_s,
+                                          max_retries=0)
+            endpoint.direct = DirectHTTP(endpoint.client, self._timeout_s, self._concurrency, self._observe)
+        if endpoint.client is None:
+            hooks = {"response": [self._on_response]}
+            http = _http_client(self._timeout_s, self._concurrency, hooks) if self.transport == "aiohttp" else None
+            if http is None:
+                self.transport = "httpx"
+                limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+                    max_connections=max(100, self._concurrency), max_keepalive_connections=max(20, self._concurrency))
+                http = openai.DefaultAsyncHttpxClient(timeout=self._timeout_s, event_hooks=hooks, limits=limits)
+            endpoint.client = AsyncOpenAI(base_url=endpoint.url, api_key=self._api_key, timeout=self._timeout_s,
+                                          max_retries=0, http_client=http)
+        return endpoint.client
 
     @property
     def client(self) -> AsyncOpenAI:
-        """Built on the first paid call: a fully cached re-run never sets up HTTP or TLS."""
-        if self._client is None:
-            http = _http_client(self._timeout_s, self._concurrency) if self.transport == "aiohttp" else None
-            self.transport = "aiohttp" if http is not None else "httpx"
-            self._client = AsyncOpenAI(base_url=self._base_url, api_key=self._api_key, timeout=self._timeout_s,
-                                       max_retries=0, http_client=http)
-        return self._client
+        return self._client_for(self._endpoints[0])
+
+    async def _on_response(self, response: Any) -> None:
+        self._observe(response.headers)
+
+    def _observe(self, headers: Any) -> None:
+        observe = self.observe_headers
+        if observe is not None:
+            observe(headers)
 
     @classmethod
     def from_config(cls, cfg: LLMConfig) -> "OpenAIProvider":
@@ -139,36 +215,83 @@ class OpenAIProvider:
         }
         return completion_from_json(await self._post("/chat/completions", body))
 
+    def _pick(self) -> Endpoint:
+        """The endpoint in rotation with the fewest in flight; if none is, the one back soonest."""
+        if len(self._endpoints) == 1:
+            return self._endpoints[0]
+        now = time.monotonic()
+        live = [e for e in self._endpoints if e.retired_until <= now]
+        if not live:
+            return min(self._endpoints, key=lambda e: e.retired_until)
+        return min(live, key=lambda e: e.in_flight)
+
     async def _post(self, route: str, body: dict[str, Any]) -> Any:
-        """The JSON answer, with the SDK's errors translated into what the client acts on."""
+        """The JSON answer from one endpoint; a transport failure there is retried elsewhere."""
+        endpoint = self._pick()
+        endpoint.in_flight += 1
         try:
-            return await self.client.post(route, body=body, cast_to=object)
+            answer = await self._post_to(endpoint, route, body)
+        except TransientError as exc:
+            if exc.cause in TRANSPORT_CAUSES and len(self._endpoints) > 1:
+                raise self._failover(endpoint, exc) from exc
+            raise
+        finally:
+            endpoint.in_flight -= 1
+        endpoint.worked()
+        return answer
+
+    def _failover(self, endpoint: Endpoint, exc: TransientError) -> TransientError:
+        """Count the failure against its endpoint; while another one is in rotation, retry there at once."""
+        now = time.monotonic()
+        endpoint.failed(exc, now)
+        if all(e.retired_until > now for e in self._endpoints):
+            return exc  # every endpoint is out: the client's breaker decides, as with one server
+        return TransientError(f"{exc} (another endpoint takes the retry)", 0.0, cause=exc.cause)
+
+    async def _post_to(self, endpoint: Endpoint, route: str, body: dict[str, Any]) -> Any:
+        """The JSON answer, with the SDK's errors translated into what the client acts on."""
+        where = endpoint.where()
+        try:
+            client = self._client_for(endpoint)
+            if endpoint.direct is not None:
+                return await endpoint.direct.post(route, body)
+            return await client.post(route, body=body, cast_to=object)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise ConfigError(f"{self._where()} rejected the API key from OPENAI_API_KEY "
+            raise ConfigError(f"{where} rejected the API key from OPENAI_API_KEY "
                               f"(HTTP {exc.status_code}): {exc.message}") from exc
         except openai.NotFoundError as exc:
             model_key, section = self.params_keys
             model = getattr(self, "api_model", self.model)
-            raise ConfigError(f"params: {model_key}: {model!r} or {section}.base_url {self._where()} not found "
+            raise ConfigError(f"params: {model_key}: {model!r} or {section}.base_url {where} not found "
                               f"(HTTP 404; does base_url end in /v1?): {exc.message}") from exc
         except openai.APIStatusError as exc:
-            raise status_error(exc, self._where()) from exc
+            raise status_error(exc, where) from exc
         except openai.APIConnectionError as exc:  # includes APITimeoutError
-            raise connection_error(exc, self._where()) from exc
+            raise connection_error(exc, where) from exc
         except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
             raise TransientError(f"malformed response: {exc}", cause="malformed") from exc
 
     def _where(self) -> str:
-        return self._base_url or "api.openai.com"
+        return ", ".join(e.where() for e in self._endpoints)
 
     @property
     def endpoint(self) -> str:
         """Where requests go, for messages that must name it."""
         return self._where()
 
+    def info(self) -> dict[str, Any]:
+        """Per-endpoint answers and retirements, for the round stats (only with several endpoints)."""
+        if len(self._endpoints) == 1:
+            return {}
+        return {"endpoints": {e.where(): {"answered": e.answered, "retired": e.retirements}
+                              for e in self._endpoints}}
+
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        for endpoint in self._endpoints:
+            if endpoint.direct is not None:
+                await endpoint.direct.aclose()
+            if endpoint.client is not None:
+                await endpoint.client.close()
 
 
 class OpenAICompletionsProvider(OpenAIProvider):
@@ -216,7 +339,7 @@ def status_error(exc: "openai.APIStatusError", where: str) -> Exception:
         return EndpointDown(f"{where} refuses every request: quota exhausted (HTTP 429 insufficient_quota)")
     if status == 429:
         return TransientError(f"HTTP 429: {exc.message}", parse_retry_after(exc.response.headers),
-                              cause="rate_limit")
+                              cause="rate_limit", headers=exc.response.headers)
     if status in RETRYABLE_STATUS or status >= 500:
         return TransientError(f"HTTP {status}: {exc.message}", parse_retry_after(exc.response.headers),
                               cause="timeout" if status == 408 else "server_error")
@@ -231,10 +354,10 @@ def connection_error(exc: BaseException, where: str) -> TransientError:
     while link is not None and id(link) not in seen:
         seen.add(id(link))
         if isinstance(link, socket.gaierror):
-            return TransientError(f"cannot resolve the host of llm.base_url {where}: {link.strerror or link}",
+            return TransientError(f"cannot resolve the host of evolver.base_url {where}: {link.strerror or link}",
                                   cause="dns", unreachable=True)
         if isinstance(link, ConnectionRefusedError):
-            return TransientError(f"connection refused by {where} (llm.base_url): is the server running "
+            return TransientError(f"connection refused by {where} (evolver.base_url): is the server running "
                                   "on that host and port?", cause="refused", unreachable=True)
         if isinstance(link, ConnectionError) or type(link).__name__ in DISCONNECTED:
             return TransientError(f"connection to {where} broke: {type(link).__name__}: {link}", cause="connection")
