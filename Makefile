@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install evolcoder with the embedded model
-	@$(BIN)/python -m evolcoder.dvcfix  # DVC main's fix for `dvc repro --dry` on a fresh clone (dvc#9818); idempotent
+	@$(BIN)/python -m evolcoder.dvcfix  # guard for `dvc repro --dry` on a fresh clone (treeverse/dvc#9818); idempotent
 
 repro: install  ## run the whole pipeline (offline default: embedded gemma-3-270m)
 	. $(BIN)/activate && dvc repro

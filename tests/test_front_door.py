@@ -1,5 +1,5 @@
 """What a newcomer meets first: `dvc status` clean after an unchanged run, `dvc repro --dry`
-on a fresh clone (with DVC main's fix, evolcoder.dvcfix), `auto` precision under an ISA cap.
+on a fresh clone (with the evolcoder.dvcfix guard), `auto` precision under an ISA cap.
 Real DVC in a temporary git repo."""
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def test_dry_repro_on_a_fresh_clone_lists_every_stage(tmp_path: Path) -> None:
     assert not (clone / "data/plan").exists(), "--dry ran nothing"
 
 
-def test_dvcfix_applies_dvc_mains_condition_once(tmp_path: Path) -> None:
-    """The patch turns DVC 3.67.1's line into DVC main's, is idempotent, and leaves other code alone."""
+def test_dvcfix_adds_the_existence_guard_once(tmp_path: Path) -> None:
+    """The patch adds the existence guard to DVC 3.67.1's line, is idempotent, and leaves other code alone."""
     from evolcoder.dvcfix import BUGGY, FIXED, apply, cache_module
 
     installed = cache_module().read_text(encoding="utf-8")

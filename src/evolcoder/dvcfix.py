@@ -1,14 +1,15 @@
-"""Apply DVC's own fix for `dvc repro --dry` on a fresh clone to the installed DVC.
+"""Guard the installed DVC so `dvc repro --dry` works on a fresh clone.
 
 DVC up to 3.67.1 (the newest release at the time of writing) looks a stage up in its run
 cache before a dry run and hashes every dependency to do so; on a fresh clone an upstream
 stage's output does not exist yet, so `dvc repro --dry` of any chained pipeline fails with
 `[Errno 2] No such file or directory` at the first such stage (treeverse/dvc#9818; a
-two-stage `cp` pipeline shows it). DVC's main branch fixed it by checking that a
-dependency exists before hashing it (`dep.exists and dep.get_hash()` in
-`dvc/stage/cache.py:_can_hash`). `make install` calls this to make the same one-condition
-change in the project's virtual environment until a DVC release carries it; a DVC that
-already has the fix, or whose code differs, is left untouched.
+two-stage `cp` pipeline shows it; the issue is open). The guard: hash a dependency only when
+it exists (`dep.exists and dep.get_hash()` in `dvc/stage/cache.py:_can_hash`); a missing
+input can have no run-cache entry anyway, so nothing else changes. `make install` makes this
+one-condition change in the project's virtual environment until a DVC release fixes it;
+a DVC that already checks, or whose code differs, is left untouched. Patching an installed
+library is a stopgap, kept to this one line and this one DVC release.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 BUGGY = 'if not (dep.protocol == "local" and dep.def_path and dep.get_hash()):'
-FIXED = ('# evolcoder: DVC main\'s fix for treeverse/dvc#9818 (dry run, missing upstream outputs)\n'
+FIXED = ('# evolcoder: guard for treeverse/dvc#9818 (dry run, missing upstream outputs)\n'
          '        if not (dep.protocol == "local" and dep.def_path and dep.exists and dep.get_hash()):')
 
 

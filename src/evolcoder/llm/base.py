@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from evolcoder.errors import LLMError
+from evolcoder.errors import EndpointDown, LLMError  # noqa: F401  (EndpointDown re-exported for the client)
 from evolcoder.util.hashing import json_sha256
 
 # The in-process provider's plain completion prompt format (hf_provider.plain_prompt and its
