@@ -45,7 +45,7 @@ def test_an_old_cache_opens_migrates_and_keeps_its_answers(fixture: str, tmp_pat
         stats = {row["stage"]: row for row in cache.stats()}
     assert stats["round@1"]["requests"] == 3 and stats["round@1"]["cache_hits"] == 1  # paid, and free
     assert stats["round@2"]["retries_by_cause"] == {"rate_limit": 1}
-    assert _columns(path, "calls")[-2:] == ["cause", "retries"]
+    assert _columns(path, "calls")[-3:] == ["cause", "retries", "wait_s"]
     assert _applied(path) == NAMES
 
 

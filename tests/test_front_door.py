@@ -53,8 +53,13 @@ def test_dvcfix_adds_the_existence_guard_once(tmp_path: Path) -> None:
 
     installed = cache_module().read_text(encoding="utf-8")
     assert "dep.exists and dep.get_hash()" in installed, "run `python -m evolcoder.dvcfix` (make install does)"
+    # DVC's own file as released: the guarded line (and the comment the patch put above it) back to 3.67.1's
+    lines = installed.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if "dep.exists and dep.get_hash()" in line)
+    released = lines[:at - 1] + [lines[at].replace("dep.exists and dep.get_hash()", "dep.get_hash()")] + lines[at + 1:]
     unfixed = tmp_path / "cache.py"
-    unfixed.write_text(installed.replace(FIXED, BUGGY))
+    unfixed.write_text("".join(released))
+    assert BUGGY in unfixed.read_text()
     assert "patched" in apply(unfixed)
     assert unfixed.read_text().count(FIXED) == 1 and BUGGY not in unfixed.read_text()
     assert "nothing to do" in apply(unfixed)

@@ -127,7 +127,7 @@ def test_shipped_seed_set_survives_every_detector() -> None:
 def test_unknown_benchmark_and_bad_threshold_name_the_key() -> None:
     with pytest.raises(ConfigError, match=r"merge.decontaminate\[1\]: unknown benchmark 'humaneval\+\+'"):
         build(MergeConfig, {"decontaminate": ["humaneval", "humaneval++"]}, "merge")
-    with pytest.raises(ConfigError, match="merge.dedup_threshold: must be in"):
+    with pytest.raises(ConfigError, match="merge.dedup_threshold: must be > 0"):
         build(MergeConfig, {"dedup_threshold": 0.0}, "merge")
 
 
