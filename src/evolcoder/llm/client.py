@@ -43,6 +43,7 @@ from evolcoder.llm.base import (TRANSPORT_CAUSES, ChatRequest, Completion, Endpo
 from evolcoder.llm.budget import Budget
 from evolcoder.llm.cache import CallLog, CompletionCache
 from evolcoder.llm.defer import Deferrals
+from evolcoder.llm.pricing import PRICE_TABLE_DATE, PRICES_PER_1M
 from evolcoder.llm.ratelimit import Pacer
 
 __all__ = ["BudgetExhausted", "CallResult", "EndpointDown", "LLMClient", "LLMError", "RequestFailed",
@@ -291,18 +292,9 @@ def _causes_json(causes: Counter[str]) -> str | None:
 
 
 # List prices in USD per 1k tokens (prompt, completion) of well-known hosted models, for an
-# estimate when llm.price_per_1k is unset. Longest matching name prefix wins.
+# estimate when llm.price_per_1k is unset: the one dated table in pricing.py, per 1k tokens.
 LIST_PRICES_PER_1K: dict[str, tuple[float, float]] = {
-    "gpt-3.5-turbo": (0.0005, 0.0015),
-    "gpt-4": (0.03, 0.06),
-    "gpt-4-turbo": (0.01, 0.03),
-    "gpt-4o": (0.0025, 0.01),
-    "gpt-4o-mini": (0.00015, 0.0006),
-    "gpt-4.1": (0.002, 0.008),
-    "gpt-4.1-mini": (0.0004, 0.0016),
-    "gpt-4.1-nano": (0.0001, 0.0004),
-}
-PRICE_TABLE_DATE = "2025"
+    name: (round(prompt / 1000, 9), round(completion / 1000, 9)) for name, (prompt, completion) in PRICES_PER_1M.items()}
 
 
 def price_for(model: str, configured: dict[str, float] | None) -> tuple[dict[str, float] | None, bool]:
