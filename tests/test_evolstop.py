@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from evolcoder.eval import evolstop
+from evolcoder.experiments import evolstop
 from evolcoder.cli import main
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evolcoder.eval.arms import arms_section
+from evolcoder.experiments.arms import arms_section
 from evolcoder.report import write_report
 
 SHA = "ab" * 32
@@ -133,7 +133,7 @@ def test_arms_side_by_side_with_paired_intervals() -> None:
 
 
 def test_evol_stop_leaves_the_control_arms_out_of_the_rounds_sweep() -> None:
-    from evolcoder.eval.evolstop import candidates, parse_exp_show
+    from evolcoder.experiments.evolstop import candidates, parse_exp_show
 
     exps = [_node("a" * 40, "three", 3, None, [0, 1, 0, 1], "2026-01-02"),
             _node("b" * 40, "three-matched", 3, "samples", [1, 1, 1, 1], "2026-01-03")]

@@ -222,7 +222,7 @@ def prompts_cmd(benchmark_name: str, mode: str, params: str, style: str | None, 
 def evol_stop_cmd(exp_json: str | None, do_apply: bool, dev_metric: str, test_metric: str,
                   rounds_param: str, plot_out: str) -> None:
     """Pick the evolution round count with the best dev pass@1 from a `dvc exp` sweep."""
-    from evolcoder.eval import evolstop
+    from evolcoder.experiments import evolstop
     from evolcoder.jsonio import write_json
 
     doc = evolstop.load_exp_json(exp_json) if exp_json else evolstop.run_exp_show()
@@ -438,9 +438,9 @@ def report_cmd(metrics_dir: str, out: str, html: bool, arms: bool) -> None:
 
     arm_lines = None
     if arms:
-        from evolcoder.eval.arms import arms_section
+        from evolcoder.experiments.arms import arms_section
         from evolcoder.errors import EvolcoderError
-        from evolcoder.eval.evolstop import run_exp_show
+        from evolcoder.experiments.evolstop import run_exp_show
 
         try:
             arm_lines = arms_section(run_exp_show())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evolcoder.eval.evolstop import MetricRef, _nodes, paired, parse_exp_show
+from evolcoder.experiments.evolstop import MetricRef, _nodes, paired, parse_exp_show
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
