@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dvcproject import default_params, make_project, sh
+from dvcproject import default_params, make_project, set_llm, sh
 from fakeserver import subprocess_server
 from tinytokenizer import make_tokenizer_dir
 
@@ -28,7 +28,7 @@ def _params(seed: Path, base_url: str, tokenizer: Path) -> dict:
     params = default_params()
     params["seed"].update(path=str(seed), n=0)
     params["evol"].update(rounds=3, verify="off")
-    params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": 8})
+    set_llm(params, provider="openai", model="fake", base_url=base_url, concurrency=8)
     params["merge"]["decontaminate"] = ["humaneval"]
     params["base_model"]["source"] = str(tokenizer)
     return params

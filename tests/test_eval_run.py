@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fakeserver import FakeServer
 
-from evolcoder.config import EvalConfig, GenerateConfig, LLMConfig, build
+from evolcoder.config import EvalConfig, GenerateConfig, LLMConfig, SandboxConfig, build
 from evolcoder.errors import BudgetExhausted, ConfigError
 from evolcoder.eval.problems import load_benchmark
 
@@ -47,11 +47,11 @@ def test_evaluate_model_writes_what_it_returns(humaneval, tmp_path: Path) -> Non
 
     lines: list[str] = []
     with FakeServer(responder=_responder(humaneval)) as server:
-        cfg = build(EvalConfig, {"benchmarks": ["humaneval"], "limit": 3, "ks": [1], "workers": 2}, "eval")
+        cfg = build(EvalConfig, {"benchmarks": ["humaneval"], "limit": 3, "ks": [1]}, "eval")
         llm = build(LLMConfig, {"cache": str(tmp_path / "cache.sqlite"), "price_per_1k": {"prompt": 1.0,
                                                                                          "completion": 2.0}}, "llm")
-        result = evaluate_model("served", _gen(server), cfg, llm=llm, out_dir=tmp_path / "out",
-                                metrics_path=tmp_path / "m.json", log=lines.append)
+        result = evaluate_model("served", _gen(server), cfg, llm=llm, sandbox=SandboxConfig(workers=2),
+                                out_dir=tmp_path / "out", metrics_path=tmp_path / "m.json", log=lines.append)
     assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(result))
     assert result["humaneval"]["per_task_pass@1"] == [1.0, 0.0, 1.0]
     assert result["humaneval"]["pass@1"] == pytest.approx(2 / 3, abs=1e-6)
