@@ -57,8 +57,10 @@ def params_for(repo: Path, seeds: Path, base_url: str, concurrency: int, cache: 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["seed"].update({"path": str(seeds), "n": 0})
     params["evol"].update({"rounds": 1, "verify": "off"})
-    params["llm"].update({"provider": "openai", "model": "fake", "base_url": base_url, "concurrency": concurrency,
-                          "cache": str(cache), "timeout_s": 60.0})
+    # the evolver's identity has its own section since issue 21; a --repo tree from before keeps it in llm
+    identity = params["evolver"] if "evolver" in params else params["llm"]
+    identity.update({"provider": "openai", "model": "fake", "base_url": base_url})
+    params["llm"].update({"concurrency": concurrency, "cache": str(cache), "timeout_s": 60.0})
     return params
 
 
