@@ -50,6 +50,10 @@ class BudgetExhausted(EvolcoderError, RuntimeError):
     label = "stopped"
 
 
+class DollarCapReached(BudgetExhausted):
+    """`llm.budget_usd` would be crossed by the next request: a call-budget stop in dollars."""
+
+
 class EndpointDown(EvolcoderError, RuntimeError):
     """The endpoint is unreachable or failing every request: the stage stops instead of grinding on.
 

@@ -357,7 +357,8 @@ class RoundRunner:
             bar.close()
         if stopped:
             raise BudgetExhausted(f"{stopped[0]}; round {self.round}: {tally.items} of {total or 'the'} items "
-                                  "finished and cached; re-run with a higher llm.max_calls to continue")
+                                  "finished and cached; re-run with a higher llm.max_calls to continue") \
+                from stopped[0]
         return StreamedRound(self.round, tally, self.client.usage(), time.perf_counter() - start,
                              self.verifier is not None)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from evolcoder.config import LLMConfig, LLMTransport, SandboxConfig
 from evolcoder.contracts import ROUND_STATS, RoundStats
-from evolcoder.errors import BudgetExhausted, DataError, RoundIncomplete
+from evolcoder.errors import BudgetExhausted, DataError, DollarCapReached, RoundIncomplete
 from evolcoder.evolution.estimate import budget_warning, rest_of_round
 from evolcoder.evolution.outputs import round_writer, write_inactive
 from evolcoder.evolution.plan import RoundPlan
@@ -112,11 +112,11 @@ async def _evolve(plan: RoundPlan, llm: LLMConfig, source: tuple[str, int], mode
 def _dollar_stop(exc: BudgetExhausted, plan: RoundPlan, prev: str, llm: LLMConfig) -> BudgetExhausted:
     """A dollar-cap stop says what the rest of the round would cost (priced from the cache, so
     exact to date) instead of the call budget's hint; a call-budget stop passes unchanged."""
-    if llm.budget_usd is None or "llm.budget_usd=" not in str(exc):
+    first = exc.__cause__ if isinstance(exc.__cause__, BudgetExhausted) else exc  # the round wraps the first stop
+    if not isinstance(first, DollarCapReached):
         return exc
     rest = rest_of_round(plan, list(_records(prev)), llm)
-    head = str(exc).split(f"; round {plan.round}: ", 1)[0]  # the round's own hint names llm.max_calls
-    return BudgetExhausted(f"{head} {rest}".strip())
+    return BudgetExhausted(f"{first} {rest}".strip())  # not the round's hint, which names llm.max_calls
 
 
 def summary(stats: dict) -> list[str]:

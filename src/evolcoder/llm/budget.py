@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from evolcoder.config import LLMConfig
-from evolcoder.errors import BudgetExhausted
+from evolcoder.errors import DollarCapReached
 from evolcoder.llm.base import ChatRequest, Completion
 from evolcoder.llm.pricing import Prices, require_prices, worst_case_usd
 
@@ -41,7 +41,7 @@ class Budget:
         need = sum(worst_case_usd(r, self.price, batch) for r in requests)
         with self._lock:
             if self.spent_usd + self.reserved_usd + need > self.cap_usd + 1e-12:
-                raise BudgetExhausted(self._stop_message(need, len(requests)))
+                raise DollarCapReached(self._stop_message(need, len(requests)))
             self.reserved_usd += need
         return need
 
