@@ -5,7 +5,8 @@ last row ends, so a batch of 16 where one row runs to the token limit pays the 1
 cost for every step. This times single decode steps (KV cache filled by a short prompt)
 at several batch sizes in one process, in alternating order, and prints wall and CPU ms
 per step and per row: the ratio step(16) / step(k) is what dropping finished rows from the
-batch would save once k rows are left. Run it under the AVX2 caps to see the laptop class:
+batch would save once k rows are left. An fp32 model is timed twice, with ATen's linear
+layers and with the oneDNN-prepacked ones generation uses (`evolcoder.hf.prepack`). Run it under the AVX2 caps to see the laptop class:
 
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         python benchmarks/bench_step_cost.py [--model DIR] [--rows 1,4,16] [--steps 8]
@@ -62,25 +63,36 @@ def main(model: str | None, rows: str, steps: int, rounds: int, dtype: str, smok
 
     if smoke:
         model, steps, rounds = model or _smoke_model(), 2, 1
-    gen = Generator(model or _default_model(), dtype=dtype)
+    path = model or _default_model()
+    gens = {"aten": Generator(path, dtype=dtype, prepack=False), "prepacked": Generator(path, dtype=dtype)}
+    if not gens["prepacked"].prepacked:
+        del gens["prepacked"]  # bf16 or a GPU: nothing is prepacked, one column
     sizes = [int(r) for r in rows.split(",")]
-    totals = {size: [0.0, 0.0] for size in sizes}
+    totals = {(kind, size): [0.0, 0.0] for kind in gens for size in sizes}
     load = os.getloadavg()[0]
     for round_ in range(rounds):
         for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
-            wall, cpu = _time_steps(gen, size, steps)
-            totals[size][0] += wall
-            totals[size][1] += cpu
+            for kind in (list(gens) if round_ % 2 == 0 else list(gens)[::-1]):
+                wall, cpu = _time_steps(gens[kind], size, steps)
+                totals[kind, size][0] += wall
+                totals[kind, size][1] += cpu
     n = steps * rounds
     ref = sizes[-1]
-    click.echo(f"model {gen.lm.config._name_or_path}, dtype {gen.dtype}, ISA cap {isa_cap() or 'none'}, "
+    some = next(iter(gens.values()))
+    click.echo(f"model {some.lm.config._name_or_path}, dtype {some.dtype}, ISA cap {isa_cap() or 'none'}, "
                f"{n} steps per size, load average {load:.1f} -> {os.getloadavg()[0]:.1f}")
-    click.echo(f"{'rows':>4} {'wall ms/step':>12} {'cpu ms/step':>11} {'cpu ms/row':>10} "
-               f"{'step({}) / step(rows), cpu'.format(ref):>26}")
+    click.echo(f"{'rows':>4} " + " ".join(f"{kind + ' wall ms/step':>24} {'cpu ms/row':>10}" for kind in gens)
+               + f" {'step({}) / step(rows)'.format(ref):>21}" + (f" {'aten / prepacked':>16}" if len(gens) > 1 else ""))
+    last = list(gens)[-1]
     for size in sizes:
-        wall, cpu = (1000 * t / n for t in totals[size])
-        click.echo(f"{size:>4} {wall:>12.1f} {cpu:>11.1f} {cpu / size:>10.1f} "
-                   f"{totals[ref][1] / totals[size][1]:>25.2f}x")
+        cells = []
+        for kind in gens:
+            wall, cpu = (1000 * t / n for t in totals[kind, size])
+            cells.append(f"{wall:>24.1f} {cpu / size:>10.1f}")
+        line = f"{size:>4} " + " ".join(cells) + f" {totals[last, ref][0] / totals[last, size][0]:>20.2f}x"
+        if len(gens) > 1:
+            line += f" {totals['aten', size][0] / totals['prepacked', size][0]:>15.2f}x"
+        click.echo(line)
 
 
 if __name__ == "__main__":
