@@ -341,3 +341,30 @@ def test_stop_strings_key_only_requests_that_have_them() -> None:
     assert request.cache_key("openai", "m") == expected
     stopped = ChatRequest.user("Write fizzbuzz.", temperature=0.7, top_p=0.95, max_tokens=64, seed=3, stop=("\ndef ",))
     assert stopped.cache_key("openai", "m") != expected
+
+
+def test_answers_of_one_loop_turn_share_one_commit_and_are_on_disk_when_callers_resume(tmp_path: Path) -> None:
+    from evolcoder.llm.cache import CallLog
+
+    path = tmp_path / "group.sqlite"
+    cache = CompletionCache(path)
+    statements: list[str] = []
+    cache._db.set_trace_callback(statements.append)
+    seen_by_others: list[int] = []
+
+    async def answer(i: int) -> None:
+        key = f"k{i}"
+        await cache.put_soon(key, "p", "m", ChatRequest.user(key), Completion(f"answer {i}", 1, 2, "stop"),
+                             CallLog("s", "p", "m", key, False, 1, 2))
+        with sqlite3.connect(path) as other:  # what a kill right now would leave
+            seen_by_others.append(other.execute("SELECT COUNT(*) FROM completions WHERE key=?", (key,)).fetchone()[0])
+
+    async def go() -> None:
+        await asyncio.gather(*(answer(i) for i in range(40)))
+        await answer(40)  # a later turn: its own commit
+
+    asyncio.run(go())
+    assert seen_by_others == [1] * 41
+    assert sum(s.strip().upper() == "COMMIT" for s in statements) == 2
+    assert cache.stats("s")[0]["requests"] == 41
+    cache.close()

@@ -19,6 +19,7 @@ by older versions are ignored on read and overwritten by the next real answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -143,6 +144,7 @@ class CompletionCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._pending: list[tuple[Any, ...]] = []
+        self._group: list[tuple[tuple[Any, ...], tuple[Any, ...], asyncio.Future[None]]] = []
         self._log_buffer = log_buffer
         self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
@@ -172,6 +174,42 @@ class CompletionCache:
                 (key, provider, model, req, completion.text, completion.prompt_tokens,
                  completion.completion_tokens, completion.finish_reason, time.time())), log)
 
+    async def put_soon(self, key: str, provider: str, model: str, request: ChatRequest, completion: Completion,
+                       log: CallLog) -> None:
+        """`put`, returning once committed, in one transaction with the answers of the same loop turn.
+
+        At a few thousand answers a second one commit each was a sixth of the client's CPU
+        per call; answers that arrive in the same event-loop iteration now share a commit.
+        The caller still sees its answer only after it is on disk, so a kill loses only
+        what was in flight.
+        """
+        if not completion.text.strip():
+            self.log(log)
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        row = (key, provider, model, request_json(request), completion.text, completion.prompt_tokens,
+               completion.completion_tokens, completion.finish_reason, time.time())
+        self._group.append((row, log.row(), done))
+        if len(self._group) == 1:
+            loop.call_soon(self._commit_group)
+        await asyncio.shield(done)  # a cancelled caller's answer is committed all the same
+
+    def _commit_group(self) -> None:
+        group, self._group = self._group, []
+        try:
+            with self._lock:
+                self._write(lambda db: db.executemany(_UPSERT, [row for row, _, _ in group]), None,
+                            [log for _, log, _ in group])
+        except BaseException as exc:  # every waiter of this commit sees the error
+            for _, _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for _, _, done in group:
+            if not done.done():
+                done.set_result(None)
+
     def put_many(self, rows: list[tuple[str, str, str, ChatRequest, Completion]], logs: list[CallLog]) -> None:
         """Store many paid completions (a downloaded batch) in one transaction; empty texts are skipped."""
         values = [(key, provider, model, request_json(request), c.text, c.prompt_tokens, c.completion_tokens,
@@ -193,8 +231,8 @@ class CompletionCache:
             if self._pending:
                 self._write(None, None)
 
-    def _write(self, action: Any, entry: CallLog | None) -> None:
-        rows = self._pending + ([entry.row()] if entry else [])
+    def _write(self, action: Any, entry: CallLog | None, logs: list[tuple[Any, ...]] | None = None) -> None:
+        rows = self._pending + ([entry.row()] if entry else []) + (logs or [])
         self._db.execute("BEGIN IMMEDIATE")
         try:
             if action is not None:

@@ -167,10 +167,10 @@ class LLMClient:
         self.pacer.succeeded()
         self._usage["prompt_tokens"] += completion.prompt_tokens
         self._usage["completion_tokens"] += completion.completion_tokens
-        self.cache.put(key, self.provider.name, self.provider.model, request, completion,
-                       CallLog(self.stage, self.provider.name, self.provider.model, key, False,
-                               completion.prompt_tokens, completion.completion_tokens, latency, attempts,
-                               retries=_causes_json(retries), wait_s=waited))
+        await self.cache.put_soon(key, self.provider.name, self.provider.model, request, completion,
+                                  CallLog(self.stage, self.provider.name, self.provider.model, key, False,
+                                          completion.prompt_tokens, completion.completion_tokens, latency,
+                                          attempts, retries=_causes_json(retries), wait_s=waited))
         return CallResult(completion.text, completion.prompt_tokens, completion.completion_tokens,
                           False, latency, completion.finish_reason)
 

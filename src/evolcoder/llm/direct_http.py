@@ -29,7 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import aiohttp.helpers
 import openai
+import yarl
 
 try:  # the HTTP library this openai release is built on, for its request/response types
     import httpx2
@@ -54,6 +56,7 @@ class DirectHTTP:
         self._limit = max(100, concurrency)
         self._on_headers = on_headers
         self._session: aiohttp.ClientSession | None = None
+        self._proxy, self._proxy_auth = env_proxy(self._base)
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -61,14 +64,15 @@ class DirectHTTP:
             ssl_context = httpx2.create_ssl_context(verify=True, trust_env=True)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, ssl=ssl_context), timeout=self._timeout,
-                headers=self._headers, skip_auto_headers=("User-Agent",), trust_env=True)
+                headers=self._headers, skip_auto_headers=("User-Agent",))
         return self._session
 
     async def post(self, route: str, body: dict[str, Any]) -> Any:
         """The answer's JSON; an error status or a transport failure raised as the SDK raises it."""
         url = self._base + route
         try:
-            async with self._open().post(url, data=json.dumps(body).encode("utf-8")) as resp:
+            async with self._open().post(url, data=json.dumps(body).encode("utf-8"), proxy=self._proxy,
+                                         proxy_auth=self._proxy_auth) as resp:
                 raw = await resp.read()
                 self._on_headers(resp.headers)
                 status = resp.status
@@ -89,3 +93,12 @@ class DirectHTTP:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def env_proxy(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy (and its credentials) the environment names for `url`, or none (NO_PROXY, unset)."""
+    try:
+        proxy, auth = aiohttp.helpers.get_env_proxy_for_url(yarl.URL(url))
+    except LookupError:
+        return None, None
+    return str(proxy), auth
