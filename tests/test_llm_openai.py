@@ -315,3 +315,68 @@ def test_wrong_route_fails_at_once_naming_the_url(tmp_path: Path) -> None:
     assert all(isinstance(r, ConfigError) for r in results)
     assert url in str(results[0]) and "404" in str(results[0]) and "/v1" in str(results[0])
     assert usage["retries"] == 0
+
+
+class _ForwardingProxy:
+    """A plain-HTTP forward proxy on 127.0.0.1 that relays POSTs to `upstream` and records the
+    absolute URLs it was asked for (the form clients use when they go through a proxy)."""
+
+    def __init__(self, upstream: str) -> None:
+        import http.server
+        import threading
+        import urllib.request
+
+        self.seen: list[str] = []
+        proxy = self
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # not through HTTP_PROXY: itself
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                proxy.seen.append(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                route = "/" + self.path.split("/", 3)[3]  # http://host/v1/... -> /v1/...
+                forwarded = urllib.request.Request(upstream.rstrip("/").removesuffix("/v1") + route, data=body,
+                                                   headers={"Content-Type": "application/json"})
+                with direct.open(forwarded, timeout=10) as resp:
+                    answer = resp.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_requests_go_through_the_proxy_the_environment_names(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from evolcoder.llm.direct_http import env_proxy
+
+    with FakeServer() as server:
+        proxy = _ForwardingProxy(server.base_url)
+        try:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            # a host that does not resolve: only the proxy can reach it
+            cfg = _cfg(server, tmp_path, base_url="http://upstream.invalid/v1", max_attempts=1)
+            results, usage = _call(cfg, *(ChatRequest.user(f"Write function {i}.") for i in range(3)))
+        finally:
+            proxy.close()
+        assert server.count("/v1/chat/completions") == 3
+    assert all(not isinstance(r, BaseException) and r.text for r in results), results
+    assert proxy.seen == ["http://upstream.invalid/v1/chat/completions"] * 3
+    assert usage["requests"] == 3
+    monkeypatch.setenv("NO_PROXY", "upstream.invalid")
+    assert env_proxy("http://upstream.invalid/v1") == (None, None)
