@@ -41,3 +41,10 @@ def test_bf16_models_stay_as_loaded(tiny_model_dir: Path) -> None:
     lm, _ = load_causal_lm(str(tiny_model_dir), dtype="bfloat16")
     assert prepack_linears(lm) == 0
     assert any(type(m) is torch.nn.Linear for m in lm.modules())
+
+
+def test_a_layer_onednn_cannot_run_stays_as_it_was() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 0))  # oneDNN refuses 0 outputs
+    assert prepack_linears(model) == 1
+    assert type(model[0]) is PrepackedLinear and type(model[1]) is torch.nn.Linear
+    assert model(torch.randn(3, 8)).shape == (3, 0)

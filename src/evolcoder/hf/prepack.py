@@ -48,12 +48,33 @@ def applies(model: Any) -> bool:
 def prepack_linears(model: torch.nn.Module) -> int:
     """Replace every `nn.Linear` of an fp32 CPU model by a `PrepackedLinear`; returns how many.
 
-    A model this doesn't apply to (bf16, a GPU, a torch without oneDNN) is left as it is.
+    A model this doesn't apply to (bf16, a GPU, a torch without oneDNN) is left as it is, and
+    so is any layer oneDNN cannot run or gets wrong on a probe row.
     """
     if not applies(model):
         return 0
     targets = [(parent, name, child) for parent in model.modules()
                for name, child in parent.named_children() if type(child) is torch.nn.Linear]
+    converted = 0
     for parent, name, child in targets:
-        setattr(parent, name, PrepackedLinear(child))
-    return len(targets)
+        packed = _checked(child)
+        if packed is not None:
+            setattr(parent, name, packed)
+            converted += 1
+    return converted
+
+
+def _checked(linear: torch.nn.Linear) -> PrepackedLinear | None:
+    """The prepacked layer if oneDNN runs it and agrees with ATen on a probe row, else None.
+
+    oneDNN's kernels differ by build and CPU (aarch64, old x86), and some shapes it refuses
+    outright; such a layer stays as it was rather than failing generation.
+    """
+    probe = torch.randn(1, linear.in_features, generator=torch.Generator().manual_seed(0))
+    try:
+        packed = PrepackedLinear(linear)
+        with torch.inference_mode():
+            agrees = torch.allclose(packed(probe), linear(probe), rtol=1e-3, atol=1e-3)
+    except RuntimeError:
+        return None
+    return packed if agrees else None
