@@ -61,8 +61,8 @@ def main(model: str | None, rows: str, steps: int, rounds: int, dtype: str, smok
     from evolcoder.hf.generation import Generator
     from evolcoder.hf.precision import isa_cap
 
-    if smoke:
-        model, steps, rounds = model or _smoke_model(), 2, 1
+    if smoke:  # fp32, so that both the ATen and the prepacked path run on any CPU
+        model, steps, rounds, dtype = model or _smoke_model(), 2, 1, "float32"
     path = model or _default_model()
     gens = {"aten": Generator(path, dtype=dtype, prepack=False), "prepacked": Generator(path, dtype=dtype)}
     if not gens["prepacked"].prepacked:
