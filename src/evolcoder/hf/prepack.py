@@ -5,8 +5,8 @@ ATen's fp32 `linear` hands that to a GEMM that packs the weight into its blocked
 every call, so each step reads and writes each weight twice over; Gemma 3's 262k-token
 output layer alone is 0.67 GB in fp32. oneDNN can keep the weight in its own layout, so a
 step only reads it. Measured on the dev EPYC capped to AVX2 (benchmarks/bench_step_cost.py,
-gemma-3-270m): a decode step of 1 / 4 / 16 / 32 rows went from 98 / 180 / 230 / 336 ms to
-58 / 99 / 156 / 236 ms, with the same greedy tokens. bf16 gains nothing (its kernels don't
+gemma-3-270m): a decode step of 1 / 4 / 16 / 32 rows went from 94 / 178 / 203 / 283 ms to
+61 / 104 / 141 / 206 ms, with the same greedy tokens. bf16 gains nothing (its kernels don't
 pack per call), so only fp32 models on the CPU are converted.
 
 Only inference uses this: the converted layers hold no trainable parameters.

@@ -3,7 +3,8 @@
 Why SQLite: every stage (each a separate DVC subprocess, sometimes several at once) shares
 one file, and a completion must be durable the moment it is paid for so a SIGKILL loses
 nothing. WAL mode gives concurrent readers with one writer across processes, and each
-paid completion is committed in its own short transaction before the caller sees it.
+paid completion is committed before the caller sees it (the answers that arrive in one
+event-loop turn share one short transaction).
 `synchronous=NORMAL` under WAL survives process death (the OS holds the pages); only a
 power cut can lose the last few commits.
 
@@ -127,6 +128,13 @@ _UPSERT = ("INSERT INTO completions VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(key) 
            "finish_reason=excluded.finish_reason, created=excluded.created WHERE trim(completions.text, " + _BLANK + ") = ''")
 
 
+def _completion_row(key: str, provider: str, model: str, request: ChatRequest,
+                    completion: Completion) -> tuple[Any, ...]:
+    """A `completions` row, as `_UPSERT` takes it."""
+    return (key, provider, model, request_json(request), completion.text, completion.prompt_tokens,
+            completion.completion_tokens, completion.finish_reason, time.time())
+
+
 def request_json(request: ChatRequest) -> str:
     """The request as the `completions.request` column stores it."""
     fields: dict[str, Any] = {"messages": [list(m) for m in request.messages], "temperature": request.temperature,
@@ -167,12 +175,9 @@ class CompletionCache:
         if not completion.text.strip():
             self.log(log)
             return
-        req = request_json(request)
+        row = _completion_row(key, provider, model, request, completion)
         with self._lock:
-            self._write(lambda db: db.execute(
-                _UPSERT,
-                (key, provider, model, req, completion.text, completion.prompt_tokens,
-                 completion.completion_tokens, completion.finish_reason, time.time())), log)
+            self._write([row], [log.row()])
 
     async def put_soon(self, key: str, provider: str, model: str, request: ChatRequest, completion: Completion,
                        log: CallLog) -> None:
@@ -188,9 +193,7 @@ class CompletionCache:
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        row = (key, provider, model, request_json(request), completion.text, completion.prompt_tokens,
-               completion.completion_tokens, completion.finish_reason, time.time())
-        self._group.append((row, log.row(), done))
+        self._group.append((_completion_row(key, provider, model, request, completion), log.row(), done))
         if len(self._group) == 1:
             loop.call_soon(self._commit_group)
         await asyncio.shield(done)  # a cancelled caller's answer is committed all the same
@@ -199,8 +202,7 @@ class CompletionCache:
         group, self._group = self._group, []
         try:
             with self._lock:
-                self._write(lambda db: db.executemany(_UPSERT, [row for row, _, _ in group]), None,
-                            [log for _, log, _ in group])
+                self._write([row for row, _, _ in group], [log for _, log, _ in group])
         except BaseException as exc:  # every waiter of this commit sees the error
             for _, _, done in group:
                 if not done.done():
@@ -212,11 +214,10 @@ class CompletionCache:
 
     def put_many(self, rows: list[tuple[str, str, str, ChatRequest, Completion]], logs: list[CallLog]) -> None:
         """Store many paid completions (a downloaded batch) in one transaction; empty texts are skipped."""
-        values = [(key, provider, model, request_json(request), c.text, c.prompt_tokens, c.completion_tokens,
-                   c.finish_reason, time.time()) for key, provider, model, request, c in rows if c.text.strip()]
+        values = [_completion_row(key, provider, model, request, c) for key, provider, model, request, c in rows
+                  if c.text.strip()]
         with self._lock:
-            self._write(lambda db: (db.executemany(_UPSERT, values),
-                                    db.executemany(_INSERT_CALL, [entry.row() for entry in logs])), None)
+            self._write(values, [entry.row() for entry in logs])
 
     def log(self, entry: CallLog, *, defer: bool = False) -> None:
         """Record a call; `defer` buffers it until the next commit (used for free cache hits)."""
@@ -224,20 +225,20 @@ class CompletionCache:
             if defer and len(self._pending) < self._log_buffer:
                 self._pending.append(entry.row())
                 return
-            self._write(None, entry)
+            self._write([], [entry.row()])
 
     def flush(self) -> None:
         with self._lock:
             if self._pending:
-                self._write(None, None)
+                self._write([], [])
 
-    def _write(self, action: Any, entry: CallLog | None, logs: list[tuple[Any, ...]] | None = None) -> None:
-        rows = self._pending + ([entry.row()] if entry else []) + (logs or [])
+    def _write(self, completions: list[tuple[Any, ...]], logs: list[tuple[Any, ...]]) -> None:
+        """One transaction: upsert `completions`, insert the buffered log rows and `logs`."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if action is not None:
-                action(self._db)
-            self._db.executemany(_INSERT_CALL, rows)
+            if completions:
+                self._db.executemany(_UPSERT, completions)
+            self._db.executemany(_INSERT_CALL, self._pending + logs)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -10,7 +10,11 @@ What is kept exactly:
 - the request: the same JSON body to `<base_url>/<route>`, `Authorization: Bearer <key>`,
   `OpenAI-Organization` / `OpenAI-Project` when the SDK would send them, JSON content type;
   timeouts per connect and per read of `llm.timeout_s`, as the SDK's httpx timeout; the
-  SDK's CA bundle (`SSL_CERT_FILE` honoured) and proxies from the environment;
+  SDK's CA bundle (`SSL_CERT_FILE` honoured) and proxies from the environment (`HTTPS_PROXY`,
+  `NO_PROXY`, ...), looked up once per endpoint rather than by aiohttp's `trust_env`, which
+  repeats the lookup and a `~/.netrc` read in worker threads on every request: a third of the
+  round's CPU at 256 in flight, and a netrc entry for the host failed every request (aiohttp
+  will not combine netrc credentials with an Authorization header);
 - the answer: the body parsed as JSON, headers handed to the rate-limit pacer;
 - every failure is raised as the SDK's own exception: an HTTP error status goes through the
   SDK's `_make_status_error_from_response` (same class, message, `code` and body), a
@@ -60,7 +64,7 @@ class DirectHTTP:
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # as the SDK's transport: its CA bundle (and SSL_CERT_FILE), proxies from the environment
+            # as the SDK's transport: its CA bundle (and SSL_CERT_FILE); no trust_env (see the module doc)
             ssl_context = httpx2.create_ssl_context(verify=True, trust_env=True)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, ssl=ssl_context), timeout=self._timeout,
