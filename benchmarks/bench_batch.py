@@ -30,14 +30,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def _items(n: int) -> list[dict]:
-    from evolcoder.records import record_id
+    from evolcoder.records import seed_record
 
-    out = []
-    for i in range(n):
-        text = f"Write a Python function that returns the {i}-th triangular number for input n."
-        out.append({"id": record_id(text), "root_id": record_id(text), "parent_id": None, "round": 0,
-                    "method": None, "instruction": text, "input": "", "output": ""})
-    return out
+    return [seed_record(f"Write a Python function that returns the {i}-th triangular number for input n.", "", "")
+            for i in range(n)]
 
 
 async def _round(mode: str, url: str, cache: str, items: int, concurrency: int) -> dict:

@@ -56,14 +56,10 @@ async def _run(cfg: LLMConfig, requests: list[ChatRequest]) -> tuple[float, dict
 
 
 def _evolve_items(n: int) -> list[dict]:
-    from evolcoder.records import record_id
+    from evolcoder.records import seed_record
 
-    items = []
-    for i in range(n):
-        text = f"Write a Python function that returns the {i}-th triangular number for input n."
-        items.append({"id": record_id(text), "root_id": record_id(text), "parent_id": None, "round": 0,
-                      "method": None, "instruction": text, "input": "", "output": ""})
-    return items
+    return [seed_record(f"Write a Python function that returns the {i}-th triangular number for input n.", "", "")
+            for i in range(n)]
 
 
 async def _run_round(cfg: LLMConfig, items: list[dict]) -> tuple[float, dict]:

@@ -16,20 +16,12 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, default_responder
-from test_faults import QUESTIONS, Pipeline, _closed_port, _llm, assert_accounted
+from test_faults import Pipeline, _closed_port, _llm, assert_accounted, seed_file  # noqa: F401 (a fixture)
 
 from evolcoder.config import LLMConfig, load_section
 from evolcoder.errors import ConfigError
 from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.client import EndpointDown, make_client
-
-
-@pytest.fixture(scope="module")
-def seed_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("seed") / "seed.jsonl"
-    path.write_text("".join(json.dumps({"instruction": q, "output": "def f(xs):\n    return xs"}) + "\n"
-                            for q in QUESTIONS))
-    return path
 
 
 def test_one_replica_killed_a_third_of_the_way_through_changes_no_byte(tmp_path: Path, seed_file: Path) -> None:

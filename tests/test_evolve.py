@@ -22,18 +22,13 @@ from evolcoder.evolution.outputs import write_round
 from evolcoder.evolution.rounds import RoundRunner
 from evolcoder.llm.client import BudgetExhausted, make_client
 from evolcoder.evolution.plan import round_plan
-from evolcoder.records import record_id
+from evolcoder.records import seed_record
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _items(n: int) -> list[dict]:
-    items = []
-    for i in range(n):
-        text = f"Write a Python function that returns the {i}-th triangular number for input n."
-        items.append({"id": record_id(text), "root_id": record_id(text), "parent_id": None, "round": 0,
-                      "method": None, "instruction": text, "input": "", "output": ""})
-    return items
+    return [seed_record(f"Write a Python function that returns the {i}-th triangular number for input n.", "", "") for i in range(n)]
 
 
 def _llm(server: FakeServer, tmp: Path, **kw) -> LLMConfig:

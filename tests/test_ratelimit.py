@@ -21,7 +21,7 @@ from evolcoder.llm.base import ChatRequest
 from evolcoder.llm.cache import CompletionCache
 from evolcoder.llm.client import make_client
 from evolcoder.llm.ratelimit import HEADROOM, Bucket, Pacer, RateHeaders, Window, parse_duration
-from evolcoder.records import record_id
+from evolcoder.records import seed_record
 
 
 @pytest.mark.parametrize("text, seconds", [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5),
@@ -83,12 +83,7 @@ def test_window_never_lets_more_than_its_size_in_flight() -> None:
 
 
 def _items(n: int) -> list[dict]:
-    items = []
-    for i in range(n):
-        text = f"Write a Python function that returns the {i}-th square number for an integer n."
-        items.append({"id": record_id(text), "root_id": record_id(text), "parent_id": None, "round": 0,
-                      "method": None, "instruction": text, "input": "", "output": ""})
-    return items
+    return [seed_record(f"Write a Python function that returns the {i}-th square number for an integer n.", "", "") for i in range(n)]
 
 
 def test_a_high_concurrency_round_paces_to_the_servers_rate_limit(tmp_path: Path) -> None:
